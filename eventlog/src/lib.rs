@@ -1,0 +1,1 @@
+//! eventlog: see ARCHITECTURE.md. Filled in by later issues.

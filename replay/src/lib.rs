@@ -1,0 +1,1 @@
+//! replay: see ARCHITECTURE.md. Filled in by later issues.
