@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "orderstore", version, about = "Event-sourced order store with CQRS projections on Apache Kafka")]
+#[command(
+    name = "orderstore",
+    version,
+    about = "Event-sourced order store with CQRS projections on Apache Kafka"
+)]
 struct Cli {}
 
 fn main() -> anyhow::Result<()> {

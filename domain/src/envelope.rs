@@ -107,7 +107,10 @@ impl Envelope {
     pub fn from_headers(headers: &[Header]) -> Result<Self, EnvelopeError> {
         let spec = text(headers, header::SPEC_VERSION)?;
         if spec != SPEC_VERSION {
-            return Err(invalid(header::SPEC_VERSION, format!("unsupported specversion {spec:?}")));
+            return Err(invalid(
+                header::SPEC_VERSION,
+                format!("unsupported specversion {spec:?}"),
+            ));
         }
         let content_type = text(headers, header::CONTENT_TYPE)?;
         if content_type != CONTENT_TYPE {
@@ -151,7 +154,10 @@ fn text<'h>(headers: &'h [Header], name: &'static str) -> Result<&'h str, Envelo
     std::str::from_utf8(&found.value).map_err(|_| invalid(name, "not UTF-8"))
 }
 
-fn number<T: std::str::FromStr>(headers: &[Header], name: &'static str) -> Result<T, EnvelopeError> {
+fn number<T: std::str::FromStr>(
+    headers: &[Header],
+    name: &'static str,
+) -> Result<T, EnvelopeError> {
     let value = text(headers, name)?;
     value
         .parse()

@@ -177,22 +177,24 @@ impl Money {
         }
         let scale = 10u64.pow(digits);
         let width = digits as usize;
-        format!(
-            "{sign}{}.{:0width$}",
-            magnitude / scale,
-            magnitude % scale
-        )
+        format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale)
     }
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_add(other.minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Self::new(minor, self.currency))
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor = self.minor.checked_sub(other.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_sub(other.minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Self::new(minor, self.currency))
     }
 
@@ -279,7 +281,9 @@ mod tests {
 
     #[test]
     fn malformed_decimals_are_refused() {
-        for text in ["", "-", ".5", "5.", "1,00", "1e3", "+1", " 1", "1.2.3", "abc", "--1"] {
+        for text in [
+            "", "-", ".5", "5.", "1,00", "1e3", "+1", " 1", "1.2.3", "abc", "--1",
+        ] {
             assert_eq!(
                 Money::parse(text, usd()),
                 Err(MoneyError::NotADecimal(text.to_owned())),
@@ -318,13 +322,19 @@ mod tests {
         assert_eq!(Money::new(-5, usd()).to_decimal_string(), "-0.05");
         assert_eq!(Money::new(1500, jpy).to_decimal_string(), "1500");
         assert_eq!(Money::new(1, kwd).to_decimal_string(), "0.001");
-        assert_eq!(Money::new(i64::MIN, usd()).to_decimal_string(), "-92233720368547758.08");
+        assert_eq!(
+            Money::new(i64::MIN, usd()).to_decimal_string(),
+            "-92233720368547758.08"
+        );
     }
 
     #[test]
     fn arithmetic_overflow_is_an_error() {
         let max = Money::new(i64::MAX, usd());
-        assert_eq!(max.checked_add(Money::new(1, usd())), Err(MoneyError::Overflow));
+        assert_eq!(
+            max.checked_add(Money::new(1, usd())),
+            Err(MoneyError::Overflow)
+        );
         assert_eq!(max.checked_mul(2), Err(MoneyError::Overflow));
         let eur = Currency::parse("EUR").unwrap();
         assert!(matches!(
@@ -336,7 +346,12 @@ mod tests {
     #[test]
     fn basis_points_round_half_to_even() {
         // 0.25 -> 0, 0.75 -> 1 (ties to even); 1.5 -> 2, 2.5 -> 2.
-        let tax = |minor: i64, bps: u32| Money::new(minor, usd()).basis_points_half_even(bps).unwrap().minor;
+        let tax = |minor: i64, bps: u32| {
+            Money::new(minor, usd())
+                .basis_points_half_even(bps)
+                .unwrap()
+                .minor
+        };
         assert_eq!(tax(25, 1000), 2); // 2.5 -> 2
         assert_eq!(tax(35, 1000), 4); // 3.5 -> 4
         assert_eq!(tax(15, 1000), 2); // 1.5 -> 2

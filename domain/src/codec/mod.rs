@@ -126,7 +126,11 @@ pub fn encode_wire<T: Encode>(value: &T) -> Vec<u8> {
 
 /// Decodes a payload of `event_type` (the CloudEvents `type` string) at
 /// `schema_version` and upcasts it to the current shape.
-pub fn decode(event_type: &str, schema_version: u32, bytes: &[u8]) -> Result<OrderEvent, CodecError> {
+pub fn decode(
+    event_type: &str,
+    schema_version: u32,
+    bytes: &[u8],
+) -> Result<OrderEvent, CodecError> {
     let known = EventType::parse(event_type)
         .ok_or_else(|| CodecError::UnknownType(event_type.to_owned()))?;
     upcast::decode_version(known, schema_version, bytes)

@@ -11,7 +11,10 @@ pub(super) fn decode_version(
     version: u32,
     bytes: &[u8],
 ) -> Result<OrderEvent, CodecError> {
-    let lift = Lift { event_type, version };
+    let lift = Lift {
+        event_type,
+        version,
+    };
     match (event_type, version) {
         (EventType::OrderPlaced, 1) => lift.order_placed_v1(lift.decode(bytes)?),
         (EventType::OrderPlaced, 2) => lift.order_placed_v2(lift.decode(bytes)?),

@@ -48,10 +48,13 @@ fn invalid_state(command: &'static str, order: &Order, reason: &'static str) -> 
 fn place_order(place: &PlaceOrder, state: &OrderState) -> Result<Vec<OrderEvent>, Rejection> {
     let customer_id = CustomerId::parse(place.customer_id.as_str())
         .map_err(|e| Rejection::invalid("customerId", e.reason))?;
-    let currency = Currency::parse(&place.currency)
-        .map_err(|e| validate::money_error("currency", e))?;
+    let currency =
+        Currency::parse(&place.currency).map_err(|e| validate::money_error("currency", e))?;
     if place.items.is_empty() {
-        return Err(Rejection::invalid("items", "an order needs at least one item"));
+        return Err(Rejection::invalid(
+            "items",
+            "an order needs at least one item",
+        ));
     }
     if place.items.len() > MAX_ITEMS {
         return Err(Rejection::invalid(
@@ -69,7 +72,10 @@ fn place_order(place: &PlaceOrder, state: &OrderState) -> Result<Vec<OrderEvent>
         .ok()
         .filter(|bps| i64::from(*bps) <= MAX_TAX_RATE_BPS)
         .ok_or_else(|| {
-            Rejection::invalid("taxRateBps", format!("must be between 0 and {MAX_TAX_RATE_BPS}"))
+            Rejection::invalid(
+                "taxRateBps",
+                format!("must be between 0 and {MAX_TAX_RATE_BPS}"),
+            )
         })?;
     let (subtotal, tax, total) = totals(&items, currency, tax_rate)?;
     if state.order.is_some() {
@@ -85,14 +91,21 @@ fn place_order(place: &PlaceOrder, state: &OrderState) -> Result<Vec<OrderEvent>
     })])
 }
 
-fn line_item(index: usize, item: &LineItemInput, currency: Currency) -> Result<LineItem, Rejection> {
+fn line_item(
+    index: usize,
+    item: &LineItemInput,
+    currency: Currency,
+) -> Result<LineItem, Rejection> {
     let field = |name: &str| format!("items[{index}].{name}");
     validate::text(&field("sku"), &item.sku)?;
     let quantity = u32::try_from(item.quantity)
         .ok()
         .filter(|q| *q >= 1 && i64::from(*q) <= MAX_QUANTITY)
         .ok_or_else(|| {
-            Rejection::invalid(field("quantity"), format!("must be between 1 and {MAX_QUANTITY}"))
+            Rejection::invalid(
+                field("quantity"),
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            )
         })?;
     let unit_price = validate::amount(&field("unitPrice"), &item.unit_price, currency)?;
     Ok(LineItem {
@@ -103,7 +116,11 @@ fn line_item(index: usize, item: &LineItemInput, currency: Currency) -> Result<L
 }
 
 /// subtotal = sum(quantity x unit price); tax rounded half to even; total.
-fn totals(items: &[LineItem], currency: Currency, tax_rate: u32) -> Result<(i64, i64, i64), Rejection> {
+fn totals(
+    items: &[LineItem],
+    currency: Currency,
+    tax_rate: u32,
+) -> Result<(i64, i64, i64), Rejection> {
     let overflow = |_| Rejection::invalid("items", "the order total is too large");
     let subtotal = items.iter().try_fold(Money::zero(currency), |sum, item| {
         Money::new(item.unit_price, currency)
@@ -111,7 +128,9 @@ fn totals(items: &[LineItem], currency: Currency, tax_rate: u32) -> Result<(i64,
             .and_then(|line| sum.checked_add(line))
     });
     let subtotal = subtotal.map_err(overflow)?;
-    let tax = subtotal.basis_points_half_even(tax_rate).map_err(overflow)?;
+    let tax = subtotal
+        .basis_points_half_even(tax_rate)
+        .map_err(overflow)?;
     let total = subtotal.checked_add(tax).map_err(overflow)?;
     Ok((subtotal.minor, tax.minor, total.minor))
 }
@@ -121,7 +140,11 @@ fn confirm_payment(confirm: &ConfirmPayment, order: &Order) -> Result<Vec<OrderE
     validate::text("paymentId", &confirm.payment_id)?;
     let amount = validate::amount("amount", &confirm.amount, order.currency)?;
     if !matches!(order.status, OrderStatus::Placed | OrderStatus::Confirmed) {
-        return Err(invalid_state(COMMAND, order, "the order is no longer open for payment"));
+        return Err(invalid_state(
+            COMMAND,
+            order,
+            "the order is no longer open for payment",
+        ));
     }
     if order.paid {
         return Err(invalid_state(COMMAND, order, "the order is already paid"));
@@ -141,10 +164,18 @@ fn confirm_payment(confirm: &ConfirmPayment, order: &Order) -> Result<Vec<OrderE
 fn reserve_inventory(order: &Order) -> Result<Vec<OrderEvent>, Rejection> {
     const COMMAND: &str = "ReserveInventory";
     if order.status != OrderStatus::Placed {
-        return Err(invalid_state(COMMAND, order, "only a PLACED order can be reserved"));
+        return Err(invalid_state(
+            COMMAND,
+            order,
+            "only a PLACED order can be reserved",
+        ));
     }
     if order.inventory_reserved {
-        return Err(invalid_state(COMMAND, order, "inventory is already reserved"));
+        return Err(invalid_state(
+            COMMAND,
+            order,
+            "inventory is already reserved",
+        ));
     }
     Ok(vec![OrderEvent::InventoryReserved {
         items: order.items.clone(),
@@ -170,7 +201,11 @@ fn ship_order(ship: &ShipOrder, state: &OrderState) -> Result<Vec<OrderEvent>, R
 
 fn deliver_order(order: &Order) -> Result<Vec<OrderEvent>, Rejection> {
     if order.status != OrderStatus::Shipped {
-        return Err(invalid_state("DeliverOrder", order, "only a SHIPPED order can be delivered"));
+        return Err(invalid_state(
+            "DeliverOrder",
+            order,
+            "only a SHIPPED order can be delivered",
+        ));
     }
     Ok(vec![OrderEvent::OrderDelivered])
 }
@@ -198,7 +233,10 @@ fn cancel_order(cancel: &CancelOrder, state: &OrderState) -> Result<Vec<OrderEve
     Ok(events)
 }
 
-fn refund_payment(refund: &RefundPayment, state: &OrderState) -> Result<Vec<OrderEvent>, Rejection> {
+fn refund_payment(
+    refund: &RefundPayment,
+    state: &OrderState,
+) -> Result<Vec<OrderEvent>, Rejection> {
     validate::text("reason", &refund.reason)?;
     let order = existing(state)?;
     let amount = validate::amount("amount", &refund.amount, order.currency)?;
@@ -206,7 +244,11 @@ fn refund_payment(refund: &RefundPayment, state: &OrderState) -> Result<Vec<Orde
         return Err(Rejection::invalid("amount", "must be greater than zero"));
     }
     if !order.paid {
-        return Err(invalid_state("RefundPayment", order, "the order has not been paid"));
+        return Err(invalid_state(
+            "RefundPayment",
+            order,
+            "the order has not been paid",
+        ));
     }
     let refundable = order.refundable();
     if amount.minor > refundable {

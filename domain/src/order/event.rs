@@ -30,12 +30,25 @@ pub struct OrderPlaced {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderEvent {
     OrderPlaced(OrderPlaced),
-    PaymentConfirmed { payment_id: String, amount: Money },
-    InventoryReserved { items: Vec<LineItem> },
-    OrderShipped { carrier: String, tracking_number: String },
+    PaymentConfirmed {
+        payment_id: String,
+        amount: Money,
+    },
+    InventoryReserved {
+        items: Vec<LineItem>,
+    },
+    OrderShipped {
+        carrier: String,
+        tracking_number: String,
+    },
     OrderDelivered,
-    OrderCancelled { reason: String },
-    PaymentRefunded { amount: Money, reason: String },
+    OrderCancelled {
+        reason: String,
+    },
+    PaymentRefunded {
+        amount: Money,
+        reason: String,
+    },
 }
 
 /// The CloudEvents `type` of each event (design.md section 4).

@@ -20,7 +20,9 @@ pub use decide::decide;
 pub use event::{EventType, LineItem, OrderEvent, OrderPlaced, Recorded};
 pub use evolve::evolve;
 pub use rejection::Rejection;
-pub use state::{initial_state, is_terminal, Order, OrderState, OrderStatus, PaymentStatus, Shipment};
+pub use state::{
+    initial_state, is_terminal, Order, OrderState, OrderStatus, PaymentStatus, Shipment,
+};
 
 /// Limits of a PlaceOrder command (design.md section 3).
 pub const MAX_ITEMS: usize = 100;

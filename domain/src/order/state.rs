@@ -134,8 +134,5 @@ pub fn initial_state() -> OrderState {
 /// A terminal order accepts no command that changes its status again
 /// (refunds of a delivered order are still possible).
 pub fn is_terminal(state: &OrderState) -> bool {
-    state
-        .order
-        .as_ref()
-        .is_some_and(|o| !o.status.is_open())
+    state.order.as_ref().is_some_and(|o| !o.status.is_open())
 }

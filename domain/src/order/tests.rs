@@ -30,23 +30,30 @@ struct Given {
 }
 
 fn given(events: Vec<OrderEvent>) -> Given {
-    given_with_commands(events.into_iter().enumerate().map(|(i, e)| (format!("c{i}"), e)).collect())
+    given_with_commands(
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (format!("c{i}"), e))
+            .collect(),
+    )
 }
 
 fn given_with_commands(events: Vec<(String, OrderEvent)>) -> Given {
-    let state = events
-        .into_iter()
-        .enumerate()
-        .fold(initial_state(), |state, (i, (command_id, event))| {
-            let recorded = Recorded {
-                order_id: order_id(),
-                sequence: i as u64 + 1,
-                time: at(i as i64),
-                command_id: CommandId::parse(command_id).unwrap(),
-                event,
-            };
-            evolve(state, &recorded)
-        });
+    let state =
+        events
+            .into_iter()
+            .enumerate()
+            .fold(initial_state(), |state, (i, (command_id, event))| {
+                let recorded = Recorded {
+                    order_id: order_id(),
+                    sequence: i as u64 + 1,
+                    time: at(i as i64),
+                    command_id: CommandId::parse(command_id).unwrap(),
+                    event,
+                };
+                evolve(state, &recorded)
+            });
     Given { state }
 }
 
@@ -164,7 +171,10 @@ fn state_of(g: &Given) -> &Order {
 #[test]
 fn placing_an_order_computes_subtotal_tax_and_total() {
     let events = given(vec![])
-        .when(place(vec![item("a", 2, "10.00"), item("b", 1, "5.50")], 825))
+        .when(place(
+            vec![item("a", 2, "10.00"), item("b", 1, "5.50")],
+            825,
+        ))
         .unwrap();
     // subtotal 25.50; tax 2550 x 0.0825 = 210.375 -> 210; total 27.60.
     assert_eq!(
@@ -173,8 +183,16 @@ fn placing_an_order_computes_subtotal_tax_and_total() {
             customer_id: CustomerId::parse("cust-1").unwrap(),
             currency: usd(),
             items: vec![
-                LineItem { sku: "a".into(), quantity: 2, unit_price: 1000 },
-                LineItem { sku: "b".into(), quantity: 1, unit_price: 550 },
+                LineItem {
+                    sku: "a".into(),
+                    quantity: 2,
+                    unit_price: 1000
+                },
+                LineItem {
+                    sku: "b".into(),
+                    quantity: 1,
+                    unit_price: 550
+                },
             ],
             subtotal: 2550,
             tax: 210,
@@ -185,7 +203,10 @@ fn placing_an_order_computes_subtotal_tax_and_total() {
 
 #[test]
 fn tax_rounds_half_to_even() {
-    let tax_of = |price: &str, bps: i64| match &given(vec![]).when(place(vec![item("a", 1, price)], bps)).unwrap()[0] {
+    let tax_of = |price: &str, bps: i64| match &given(vec![])
+        .when(place(vec![item("a", 1, price)], bps))
+        .unwrap()[0]
+    {
         OrderEvent::OrderPlaced(p) => (p.tax, p.total),
         other => panic!("unexpected {other:?}"),
     };
@@ -198,7 +219,9 @@ fn tax_rounds_half_to_even() {
 
 #[test]
 fn a_free_item_is_allowed() {
-    assert!(given(vec![]).when(place(vec![item("gift", 1, "0")], 0)).is_ok());
+    assert!(given(vec![])
+        .when(place(vec![item("gift", 1, "0")], 0))
+        .is_ok());
 }
 
 #[test]
@@ -222,10 +245,22 @@ fn place_order_validates_every_field() {
         f(&mut p);
         g.when(CommandBody::PlaceOrder(p)).unwrap_err()
     };
-    assert_eq!(with(&|p| p.customer_id = String::new()).field(), Some("customerId"));
-    assert_eq!(with(&|p| p.customer_id = "a b".into()).field(), Some("customerId"));
-    assert_eq!(with(&|p| p.currency = "XYZ".into()).field(), Some("currency"));
-    assert_eq!(with(&|p| p.currency = "usd".into()).field(), Some("currency"));
+    assert_eq!(
+        with(&|p| p.customer_id = String::new()).field(),
+        Some("customerId")
+    );
+    assert_eq!(
+        with(&|p| p.customer_id = "a b".into()).field(),
+        Some("customerId")
+    );
+    assert_eq!(
+        with(&|p| p.currency = "XYZ".into()).field(),
+        Some("currency")
+    );
+    assert_eq!(
+        with(&|p| p.currency = "usd".into()).field(),
+        Some("currency")
+    );
     assert_eq!(
         with(&|p| p.items.clear()),
         invalid("items", "an order needs at least one item")
@@ -242,13 +277,22 @@ fn place_order_validates_every_field() {
         with(&|p| p.items[0].quantity = 0),
         invalid("items[0].quantity", "must be between 1 and 1000000")
     );
-    assert_eq!(with(&|p| p.items[0].quantity = -3).field(), Some("items[0].quantity"));
+    assert_eq!(
+        with(&|p| p.items[0].quantity = -3).field(),
+        Some("items[0].quantity")
+    );
     assert_eq!(
         with(&|p| p.items[0].unit_price = "-1.00".into()),
         invalid("items[0].unitPrice", "must not be negative")
     );
-    assert_eq!(with(&|p| p.items[0].unit_price = "1.001".into()).field(), Some("items[0].unitPrice"));
-    assert_eq!(with(&|p| p.items[0].unit_price = "ten".into()).field(), Some("items[0].unitPrice"));
+    assert_eq!(
+        with(&|p| p.items[0].unit_price = "1.001".into()).field(),
+        Some("items[0].unitPrice")
+    );
+    assert_eq!(
+        with(&|p| p.items[0].unit_price = "ten".into()).field(),
+        Some("items[0].unitPrice")
+    );
     assert_eq!(
         with(&|p| p.tax_rate_bps = 10001),
         invalid("taxRateBps", "must be between 0 and 10000")
@@ -262,7 +306,9 @@ fn place_order_validates_every_field() {
 
 #[test]
 fn exactly_100_items_are_allowed() {
-    assert!(given(vec![]).when(place(vec![item("a", 1, "1"); 100], 0)).is_ok());
+    assert!(given(vec![])
+        .when(place(vec![item("a", 1, "1"); 100], 0))
+        .is_ok());
 }
 
 // ---- ConfirmPayment ----
@@ -287,15 +333,20 @@ fn payment_of_another_amount_is_a_mismatch() {
 
 #[test]
 fn paying_twice_is_an_invalid_state() {
-    let rejection = given(vec![placed(1000), paid(1000)]).when(confirm("10.00")).unwrap_err();
+    let rejection = given(vec![placed(1000), paid(1000)])
+        .when(confirm("10.00"))
+        .unwrap_err();
     assert_eq!(rejection.code(), "INVALID_STATE");
 }
 
 #[test]
 fn paying_a_cancelled_order_is_an_invalid_state() {
-    let rejection = given(vec![placed(1000), OrderEvent::OrderCancelled { reason: "x".into() }])
-        .when(confirm("10.00"))
-        .unwrap_err();
+    let rejection = given(vec![
+        placed(1000),
+        OrderEvent::OrderCancelled { reason: "x".into() },
+    ])
+    .when(confirm("10.00"))
+    .unwrap_err();
     assert_eq!(
         rejection,
         Rejection::InvalidState {
@@ -310,12 +361,18 @@ fn paying_a_cancelled_order_is_an_invalid_state() {
 fn confirm_payment_validates_its_fields() {
     let g = given(vec![placed(1000)]);
     assert_eq!(g.when(confirm("abc")).unwrap_err().field(), Some("amount"));
-    assert_eq!(g.when(confirm("10.001")).unwrap_err().field(), Some("amount"));
+    assert_eq!(
+        g.when(confirm("10.001")).unwrap_err().field(),
+        Some("amount")
+    );
     let blank_id = CommandBody::ConfirmPayment(ConfirmPayment {
         payment_id: "".into(),
         amount: "10.00".into(),
     });
-    assert_eq!(g.when(blank_id), Err(invalid("paymentId", "must not be blank")));
+    assert_eq!(
+        g.when(blank_id),
+        Err(invalid("paymentId", "must not be blank"))
+    );
 }
 
 #[test]
@@ -337,11 +394,17 @@ fn commands_on_a_missing_order_are_not_found() {
 
 #[test]
 fn reserving_inventory_copies_the_items() {
-    let events = given(vec![placed(1000)]).when(CommandBody::ReserveInventory).unwrap();
+    let events = given(vec![placed(1000)])
+        .when(CommandBody::ReserveInventory)
+        .unwrap();
     assert_eq!(
         events,
         vec![OrderEvent::InventoryReserved {
-            items: vec![LineItem { sku: "sku-1".into(), quantity: 1, unit_price: 1000 }]
+            items: vec![LineItem {
+                sku: "sku-1".into(),
+                quantity: 1,
+                unit_price: 1000
+            }]
         }]
     );
 }
@@ -352,15 +415,22 @@ fn an_order_is_confirmed_when_paid_and_reserved_in_either_order() {
     let reserved_first = given(vec![placed(1000), reserved(), paid(1000)]);
     assert_eq!(state_of(&paid_first).status, OrderStatus::Confirmed);
     assert_eq!(state_of(&reserved_first).status, OrderStatus::Confirmed);
-    assert_eq!(state_of(&given(vec![placed(1000), paid(1000)])).status, OrderStatus::Placed);
-    assert_eq!(state_of(&given(vec![placed(1000), reserved()])).status, OrderStatus::Placed);
+    assert_eq!(
+        state_of(&given(vec![placed(1000), paid(1000)])).status,
+        OrderStatus::Placed
+    );
+    assert_eq!(
+        state_of(&given(vec![placed(1000), reserved()])).status,
+        OrderStatus::Placed
+    );
 }
 
 #[test]
 fn reserving_twice_or_after_confirmation_is_an_invalid_state() {
     let twice = given(vec![placed(1000), reserved()]).when(CommandBody::ReserveInventory);
     assert_eq!(twice.unwrap_err().code(), "INVALID_STATE");
-    let confirmed = given(vec![placed(1000), paid(1000), reserved()]).when(CommandBody::ReserveInventory);
+    let confirmed =
+        given(vec![placed(1000), paid(1000), reserved()]).when(CommandBody::ReserveInventory);
     assert_eq!(confirmed.unwrap_err().code(), "INVALID_STATE");
 }
 
@@ -372,36 +442,64 @@ fn a_confirmed_order_ships_and_then_is_delivered() {
     assert_eq!(g.when(ship()), Ok(vec![shipped()]));
     let g = given(vec![placed(1000), paid(1000), reserved(), shipped()]);
     assert_eq!(state_of(&g).status, OrderStatus::Shipped);
-    assert_eq!(g.when(CommandBody::DeliverOrder), Ok(vec![OrderEvent::OrderDelivered]));
-    let g = given(vec![placed(1000), paid(1000), reserved(), shipped(), OrderEvent::OrderDelivered]);
+    assert_eq!(
+        g.when(CommandBody::DeliverOrder),
+        Ok(vec![OrderEvent::OrderDelivered])
+    );
+    let g = given(vec![
+        placed(1000),
+        paid(1000),
+        reserved(),
+        shipped(),
+        OrderEvent::OrderDelivered,
+    ]);
     assert_eq!(state_of(&g).status, OrderStatus::Delivered);
     assert!(is_terminal(&g.state));
 }
 
 #[test]
 fn shipping_an_unconfirmed_order_is_an_invalid_state() {
-    for history in [vec![placed(1000)], vec![placed(1000), paid(1000)], vec![placed(1000), reserved()]] {
-        assert_eq!(given(history).when(ship()).unwrap_err().code(), "INVALID_STATE");
+    for history in [
+        vec![placed(1000)],
+        vec![placed(1000), paid(1000)],
+        vec![placed(1000), reserved()],
+    ] {
+        assert_eq!(
+            given(history).when(ship()).unwrap_err().code(),
+            "INVALID_STATE"
+        );
     }
 }
 
 #[test]
 fn delivering_an_unshipped_order_is_an_invalid_state() {
     let g = given(vec![placed(1000), paid(1000), reserved()]);
-    assert_eq!(g.when(CommandBody::DeliverOrder).unwrap_err().code(), "INVALID_STATE");
+    assert_eq!(
+        g.when(CommandBody::DeliverOrder).unwrap_err().code(),
+        "INVALID_STATE"
+    );
 }
 
 #[test]
 fn ship_order_validates_carrier_and_tracking_number() {
     let g = given(vec![placed(1000), paid(1000), reserved()]);
     let body = |carrier: &str, tracking: &str| {
-        CommandBody::ShipOrder(ShipOrder { carrier: carrier.into(), tracking_number: tracking.into() })
+        CommandBody::ShipOrder(ShipOrder {
+            carrier: carrier.into(),
+            tracking_number: tracking.into(),
+        })
     };
     assert_eq!(g.when(body("", "T")).unwrap_err().field(), Some("carrier"));
-    assert_eq!(g.when(body("DHL", "\n")).unwrap_err().field(), Some("trackingNumber"));
+    assert_eq!(
+        g.when(body("DHL", "\n")).unwrap_err().field(),
+        Some("trackingNumber")
+    );
     assert_eq!(
         g.when(body("DHL", "a\u{7}b")),
-        Err(invalid("trackingNumber", "must not contain control characters"))
+        Err(invalid(
+            "trackingNumber",
+            "must not contain control characters"
+        ))
     );
     assert_eq!(
         g.when(body(&"x".repeat(257), "T")),
@@ -415,19 +513,29 @@ fn ship_order_validates_carrier_and_tracking_number() {
 fn cancelling_an_unpaid_order_refunds_nothing() {
     assert_eq!(
         given(vec![placed(1000)]).when(cancel("changed mind")),
-        Ok(vec![OrderEvent::OrderCancelled { reason: "changed mind".into() }])
+        Ok(vec![OrderEvent::OrderCancelled {
+            reason: "changed mind".into()
+        }])
     );
 }
 
 #[test]
 fn cancelling_a_paid_order_refunds_what_is_still_captured() {
-    let partially = OrderEvent::PaymentRefunded { amount: usd_money(300), reason: "x".into() };
+    let partially = OrderEvent::PaymentRefunded {
+        amount: usd_money(300),
+        reason: "x".into(),
+    };
     let g = given(vec![placed(1000), paid(1000), reserved(), partially]);
     assert_eq!(
         g.when(cancel("out of stock")),
         Ok(vec![
-            OrderEvent::OrderCancelled { reason: "out of stock".into() },
-            OrderEvent::PaymentRefunded { amount: usd_money(700), reason: "out of stock".into() },
+            OrderEvent::OrderCancelled {
+                reason: "out of stock".into()
+            },
+            OrderEvent::PaymentRefunded {
+                amount: usd_money(700),
+                reason: "out of stock".into()
+            },
         ])
     );
 }
@@ -437,16 +545,28 @@ fn cancelling_a_shipped_delivered_or_cancelled_order_is_an_invalid_state() {
     let cancelled = OrderEvent::OrderCancelled { reason: "x".into() };
     for history in [
         vec![placed(1000), paid(1000), reserved(), shipped()],
-        vec![placed(1000), paid(1000), reserved(), shipped(), OrderEvent::OrderDelivered],
+        vec![
+            placed(1000),
+            paid(1000),
+            reserved(),
+            shipped(),
+            OrderEvent::OrderDelivered,
+        ],
         vec![placed(1000), cancelled],
     ] {
-        assert_eq!(given(history).when(cancel("x")).unwrap_err().code(), "INVALID_STATE");
+        assert_eq!(
+            given(history).when(cancel("x")).unwrap_err().code(),
+            "INVALID_STATE"
+        );
     }
 }
 
 #[test]
 fn cancel_needs_a_reason() {
-    assert_eq!(given(vec![placed(1000)]).when(cancel(" ")), Err(invalid("reason", "must not be blank")));
+    assert_eq!(
+        given(vec![placed(1000)]).when(cancel(" ")),
+        Err(invalid("reason", "must not be blank"))
+    );
 }
 
 // ---- RefundPayment ----
@@ -457,12 +577,24 @@ fn refunds_move_payment_status_through_partial_to_refunded() {
     assert_eq!(state_of(&g).payment_status(), PaymentStatus::Paid);
     assert_eq!(
         g.when(refund("4.00")),
-        Ok(vec![OrderEvent::PaymentRefunded { amount: usd_money(400), reason: "damaged".into() }])
+        Ok(vec![OrderEvent::PaymentRefunded {
+            amount: usd_money(400),
+            reason: "damaged".into()
+        }])
     );
-    let partial = OrderEvent::PaymentRefunded { amount: usd_money(400), reason: "d".into() };
+    let partial = OrderEvent::PaymentRefunded {
+        amount: usd_money(400),
+        reason: "d".into(),
+    };
     let g = given(vec![placed(1000), paid(1000), partial.clone()]);
-    assert_eq!(state_of(&g).payment_status(), PaymentStatus::PartiallyRefunded);
-    let rest = OrderEvent::PaymentRefunded { amount: usd_money(600), reason: "d".into() };
+    assert_eq!(
+        state_of(&g).payment_status(),
+        PaymentStatus::PartiallyRefunded
+    );
+    let rest = OrderEvent::PaymentRefunded {
+        amount: usd_money(600),
+        reason: "d".into(),
+    };
     let g = given(vec![placed(1000), paid(1000), partial, rest]);
     assert_eq!(state_of(&g).payment_status(), PaymentStatus::Refunded);
     assert_eq!(state_of(&g).refunded, 1000);
@@ -473,7 +605,10 @@ fn refunding_more_than_captured_is_refused() {
     let g = given(vec![placed(1000), paid(1000)]);
     assert_eq!(
         g.when(refund("10.01")),
-        Err(Rejection::RefundExceedsCaptured { requested: usd_money(1001), refundable: usd_money(1000) })
+        Err(Rejection::RefundExceedsCaptured {
+            requested: usd_money(1001),
+            refundable: usd_money(1000)
+        })
     );
     assert!(g.when(refund("10.00")).is_ok());
 }
@@ -493,14 +628,26 @@ fn refunding_an_unpaid_order_is_an_invalid_state() {
 #[test]
 fn refund_amount_must_be_positive_and_well_formed() {
     let g = given(vec![placed(1000), paid(1000)]);
-    assert_eq!(g.when(refund("0")), Err(invalid("amount", "must be greater than zero")));
-    assert_eq!(g.when(refund("-1")), Err(invalid("amount", "must not be negative")));
+    assert_eq!(
+        g.when(refund("0")),
+        Err(invalid("amount", "must be greater than zero"))
+    );
+    assert_eq!(
+        g.when(refund("-1")),
+        Err(invalid("amount", "must not be negative"))
+    );
     assert_eq!(g.when(refund("1.234")).unwrap_err().field(), Some("amount"));
 }
 
 #[test]
 fn a_delivered_order_can_still_be_refunded() {
-    let g = given(vec![placed(1000), paid(1000), reserved(), shipped(), OrderEvent::OrderDelivered]);
+    let g = given(vec![
+        placed(1000),
+        paid(1000),
+        reserved(),
+        shipped(),
+        OrderEvent::OrderDelivered,
+    ]);
     assert!(g.when(refund("1.00")).is_ok());
 }
 
@@ -510,13 +657,25 @@ fn a_delivered_order_can_still_be_refunded() {
 fn a_repeated_command_id_writes_nothing_and_remembers_its_events() {
     let g = given_with_commands(vec![
         ("place-1".into(), placed(1000)),
-        ("cancel-1".into(), OrderEvent::OrderCancelled { reason: "x".into() }),
+        (
+            "cancel-1".into(),
+            OrderEvent::OrderCancelled { reason: "x".into() },
+        ),
     ]);
-    assert_eq!(g.when_id("place-1", place(vec![item("a", 1, "1")], 0)), Ok(vec![]));
+    assert_eq!(
+        g.when_id("place-1", place(vec![item("a", 1, "1")], 0)),
+        Ok(vec![])
+    );
     assert_eq!(g.when_id("cancel-1", cancel("x")), Ok(vec![]));
-    assert_eq!(g.state.outcome_of(&CommandId::parse("cancel-1").unwrap()), Some((2, 2)));
+    assert_eq!(
+        g.state.outcome_of(&CommandId::parse("cancel-1").unwrap()),
+        Some((2, 2))
+    );
     // A new id is decided on its own merits.
-    assert_eq!(g.when_id("cancel-2", cancel("x")).unwrap_err().code(), "INVALID_STATE");
+    assert_eq!(
+        g.when_id("cancel-2", cancel("x")).unwrap_err().code(),
+        "INVALID_STATE"
+    );
 }
 
 #[test]
@@ -524,10 +683,22 @@ fn a_command_with_two_events_remembers_both_sequences() {
     let g = given_with_commands(vec![
         ("p".into(), placed(1000)),
         ("pay".into(), paid(1000)),
-        ("c".into(), OrderEvent::OrderCancelled { reason: "x".into() }),
-        ("c".into(), OrderEvent::PaymentRefunded { amount: usd_money(1000), reason: "x".into() }),
+        (
+            "c".into(),
+            OrderEvent::OrderCancelled { reason: "x".into() },
+        ),
+        (
+            "c".into(),
+            OrderEvent::PaymentRefunded {
+                amount: usd_money(1000),
+                reason: "x".into(),
+            },
+        ),
     ]);
-    assert_eq!(g.state.outcome_of(&CommandId::parse("c").unwrap()), Some((3, 4)));
+    assert_eq!(
+        g.state.outcome_of(&CommandId::parse("c").unwrap()),
+        Some((3, 4))
+    );
     assert_eq!(g.state.version, 4);
 }
 
@@ -546,16 +717,33 @@ fn every_rejection_has_its_stable_code() {
     let codes: Vec<&str> = [
         Rejection::OrderNotFound,
         Rejection::OrderExists,
-        Rejection::InvalidState { command: "X", status: OrderStatus::Placed, reason: "r" },
+        Rejection::InvalidState {
+            command: "X",
+            status: OrderStatus::Placed,
+            reason: "r",
+        },
         invalid("f", "r"),
-        Rejection::AmountMismatch { expected: usd_money(1), given: usd_money(2) },
-        Rejection::RefundExceedsCaptured { requested: usd_money(1), refundable: usd_money(0) },
+        Rejection::AmountMismatch {
+            expected: usd_money(1),
+            given: usd_money(2),
+        },
+        Rejection::RefundExceedsCaptured {
+            requested: usd_money(1),
+            refundable: usd_money(0),
+        },
     ]
     .iter()
     .map(Rejection::code)
     .collect();
     assert_eq!(
         codes,
-        ["ORDER_NOT_FOUND", "ORDER_EXISTS", "INVALID_STATE", "VALIDATION_FAILED", "AMOUNT_MISMATCH", "REFUND_EXCEEDS_CAPTURED"]
+        [
+            "ORDER_NOT_FOUND",
+            "ORDER_EXISTS",
+            "INVALID_STATE",
+            "VALIDATION_FAILED",
+            "AMOUNT_MISMATCH",
+            "REFUND_EXCEEDS_CAPTURED"
+        ]
     );
 }

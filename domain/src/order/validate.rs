@@ -16,7 +16,10 @@ pub(crate) fn text(field: &str, value: &str) -> Result<(), Rejection> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(Rejection::invalid(field, "must not contain control characters"));
+        return Err(Rejection::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }

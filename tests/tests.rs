@@ -1,0 +1,6 @@
+//! The one integration-test binary of the root package: end-to-end tests
+//! across crates, with shared support code in `support`.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+mod layering;
