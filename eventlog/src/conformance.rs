@@ -1,0 +1,337 @@
+//! The conformance suite every backend of `EventLog` must pass. Backends call
+//! `run_all` from their own tests with a log and a topic prefix unique to the
+//! run (so a shared Kafka broker can host many runs).
+//!
+//! Panics on the first broken promise, with what was expected; it is test
+//! support and is compiled into the library so every backend runs the same code.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use domain::Header;
+
+use crate::partitioner::partition_for;
+use crate::{EventLog, GroupOffset, OutgoingRecord, Record, TopicPartition, TopicSpec};
+
+fn record(key: &str, value: &str, timestamp_ms: i64) -> Record {
+    Record {
+        key: key.as_bytes().to_vec(),
+        value: Some(value.as_bytes().to_vec()),
+        headers: vec![Header::new("ce_id", value), Header::new("empty", "")],
+        timestamp_ms,
+    }
+}
+
+fn to(topic: &str, record: Record) -> OutgoingRecord {
+    OutgoingRecord {
+        topic: topic.to_owned(),
+        partition: None,
+        record,
+    }
+}
+
+async fn topic(log: &dyn EventLog, name: String, partitions: u32, compacted: bool) -> String {
+    log.create_topic(&TopicSpec {
+        name: name.clone(),
+        partitions,
+        compacted,
+    })
+    .await
+    .unwrap();
+    name
+}
+
+/// Runs every check in turn.
+pub async fn run_all(log: &dyn EventLog, prefix: &str) {
+    topics_are_created_once_with_fixed_partitions(log, prefix).await;
+    records_go_to_the_murmur2_partition_and_read_back_exactly(log, prefix).await;
+    a_committed_transaction_shows_records_and_positions_together(log, prefix).await;
+    an_aborted_transaction_leaves_nothing(log, prefix).await;
+    open_transactions_are_invisible_to_consumers(log, prefix).await;
+    a_waiting_consumer_wakes_on_new_records(log, prefix).await;
+    offsets_for_times_find_the_first_record_at_or_after(log, prefix).await;
+    a_compacted_topic_keeps_the_latest_value_per_key(log, prefix).await;
+    unknown_topics_and_partitions_are_errors(log, prefix).await;
+}
+
+pub async fn topics_are_created_once_with_fixed_partitions(log: &dyn EventLog, prefix: &str) {
+    let name = topic(log, format!("{prefix}.fixed"), 3, false).await;
+    log.create_topic(&TopicSpec {
+        name: name.clone(),
+        partitions: 3,
+        compacted: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(log.partition_count(&name).await.unwrap(), 3);
+    let mismatch = log
+        .create_topic(&TopicSpec {
+            name: name.clone(),
+            partitions: 4,
+            compacted: false,
+        })
+        .await;
+    assert!(
+        mismatch.is_err(),
+        "re-creating with other partitions must fail"
+    );
+}
+
+pub async fn records_go_to_the_murmur2_partition_and_read_back_exactly(
+    log: &dyn EventLog,
+    prefix: &str,
+) {
+    let name = topic(log, format!("{prefix}.keyed"), 4, false).await;
+    let records: Vec<Record> = (0..40)
+        .map(|i| record(&format!("order-{i}"), &format!("v{i}"), 1_000 + i))
+        .collect();
+    let positions = log
+        .append(records.iter().cloned().map(|r| to(&name, r)).collect())
+        .await
+        .unwrap();
+    let mut expected_next: BTreeMap<u32, u64> = BTreeMap::new();
+    for (record, position) in records.iter().zip(&positions) {
+        assert_eq!(
+            position.partition,
+            partition_for(&record.key, 4),
+            "murmur2 placement"
+        );
+        let next = expected_next.entry(position.partition).or_insert(0);
+        assert_eq!(
+            position.offset, *next,
+            "offsets are dense from 0 in a fresh partition"
+        );
+        *next += 1;
+    }
+    let mut consumer = log.consumer().await.unwrap();
+    let assignment = (0..4).map(|p| (TopicPartition::new(&name, p), 0)).collect();
+    consumer.assign(assignment).await.unwrap();
+    let mut read = Vec::new();
+    while read.len() < records.len() {
+        let batch = consumer.poll(7, Duration::from_secs(10)).await.unwrap();
+        assert!(
+            !batch.is_empty(),
+            "records went missing: read {} of {}",
+            read.len(),
+            records.len()
+        );
+        read.extend(batch);
+    }
+    for stored in &read {
+        let index = records
+            .iter()
+            .position(|r| r.key == stored.record.key)
+            .unwrap();
+        assert_eq!(stored.record, records[index], "record read back differs");
+        assert_eq!(stored.partition, positions[index].partition);
+        assert_eq!(stored.offset, positions[index].offset);
+    }
+    for (partition, next) in expected_next {
+        let tp = TopicPartition::new(&name, partition);
+        assert_eq!(log.watermarks(&tp).await.unwrap(), (0, next));
+        assert_eq!(consumer.position(&tp), Some(next));
+    }
+}
+
+pub async fn a_committed_transaction_shows_records_and_positions_together(
+    log: &dyn EventLog,
+    prefix: &str,
+) {
+    let out = topic(log, format!("{prefix}.txn-out"), 2, false).await;
+    let input = topic(log, format!("{prefix}.txn-in"), 2, false).await;
+    let group = format!("{prefix}.group");
+    let tp_in = TopicPartition::new(&input, 1);
+    assert_eq!(log.committed(&group, &tp_in).await.unwrap(), None);
+    let mut txn = log.begin().await.unwrap();
+    let sent = txn
+        .send(vec![
+            OutgoingRecord {
+                topic: out.clone(),
+                partition: Some(0),
+                record: record("a", "1", 1),
+            },
+            OutgoingRecord {
+                topic: out.clone(),
+                partition: Some(0),
+                record: record("b", "2", 2),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.iter()
+            .map(|p| (p.partition, p.offset))
+            .collect::<Vec<_>>(),
+        vec![(0, 0), (0, 1)]
+    );
+    txn.commit(vec![GroupOffset {
+        group: group.clone(),
+        partition: tp_in.clone(),
+        next_offset: 17,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(log.committed(&group, &tp_in).await.unwrap(), Some(17));
+    assert_eq!(
+        log.watermarks(&TopicPartition::new(&out, 0))
+            .await
+            .unwrap()
+            .1,
+        2
+    );
+    log.commit_offsets(vec![GroupOffset {
+        group: group.clone(),
+        partition: tp_in.clone(),
+        next_offset: 18,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(log.committed(&group, &tp_in).await.unwrap(), Some(18));
+}
+
+pub async fn an_aborted_transaction_leaves_nothing(log: &dyn EventLog, prefix: &str) {
+    let out = topic(log, format!("{prefix}.abort"), 1, false).await;
+    let tp = TopicPartition::new(&out, 0);
+    let mut txn = log.begin().await.unwrap();
+    txn.send(vec![to(&out, record("a", "doomed", 1))])
+        .await
+        .unwrap();
+    txn.abort().await.unwrap();
+    let mut txn = log.begin().await.unwrap();
+    txn.send(vec![to(&out, record("a", "kept", 2))])
+        .await
+        .unwrap();
+    txn.commit(vec![]).await.unwrap();
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
+    let read = consumer.poll(10, Duration::from_secs(10)).await.unwrap();
+    let values: Vec<_> = read
+        .iter()
+        .map(|r| r.record.value.clone().unwrap())
+        .collect();
+    assert_eq!(values, vec![b"kept".to_vec()], "an aborted record was read");
+}
+
+pub async fn open_transactions_are_invisible_to_consumers(log: &dyn EventLog, prefix: &str) {
+    let out = topic(log, format!("{prefix}.isolation"), 1, false).await;
+    let tp = TopicPartition::new(&out, 0);
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
+    let mut txn = log.begin().await.unwrap();
+    txn.send(vec![to(&out, record("k", "pending", 1))])
+        .await
+        .unwrap();
+    let early = consumer.poll(10, Duration::from_millis(300)).await.unwrap();
+    assert!(
+        early.is_empty(),
+        "read_committed consumer saw an open transaction"
+    );
+    txn.commit(vec![]).await.unwrap();
+    let late = consumer.poll(10, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(late.len(), 1);
+}
+
+pub async fn a_waiting_consumer_wakes_on_new_records(log: &dyn EventLog, prefix: &str) {
+    let out = topic(log, format!("{prefix}.wake"), 1, false).await;
+    let tp = TopicPartition::new(&out, 0);
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
+    assert!(consumer
+        .poll(10, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_empty());
+    let (polled, appended) = tokio::join!(consumer.poll(10, Duration::from_secs(20)), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        log.append(vec![to(&out, record("k", "late", 5))]).await
+    });
+    appended.unwrap();
+    assert_eq!(
+        polled.unwrap().len(),
+        1,
+        "the waiting consumer missed a record"
+    );
+}
+
+pub async fn offsets_for_times_find_the_first_record_at_or_after(log: &dyn EventLog, prefix: &str) {
+    let out = topic(log, format!("{prefix}.times"), 1, false).await;
+    let tp = TopicPartition::new(&out, 0);
+    let records = [100, 200, 200, 300]
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| to(&out, record("k", &i.to_string(), *ts)))
+        .collect();
+    log.append(records).await.unwrap();
+    assert_eq!(log.offset_for_time(&tp, 50).await.unwrap(), Some(0));
+    assert_eq!(log.offset_for_time(&tp, 100).await.unwrap(), Some(0));
+    assert_eq!(log.offset_for_time(&tp, 150).await.unwrap(), Some(1));
+    assert_eq!(log.offset_for_time(&tp, 200).await.unwrap(), Some(1));
+    assert_eq!(log.offset_for_time(&tp, 300).await.unwrap(), Some(3));
+    assert_eq!(log.offset_for_time(&tp, 301).await.unwrap(), None);
+}
+
+pub async fn a_compacted_topic_keeps_the_latest_value_per_key(log: &dyn EventLog, prefix: &str) {
+    let out = topic(log, format!("{prefix}.compacted"), 1, true).await;
+    let tp = TopicPartition::new(&out, 0);
+    for round in 0..3 {
+        let records = (0..5)
+            .map(|k| {
+                to(
+                    &out,
+                    record(&format!("key-{k}"), &format!("r{round}"), round),
+                )
+            })
+            .collect();
+        log.append(records).await.unwrap();
+    }
+    let (_, high) = log.watermarks(&tp).await.unwrap();
+    assert_eq!(
+        high, 15,
+        "compaction keeps offsets: the high watermark still counts every record"
+    );
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp, 0)]).await.unwrap();
+    let mut latest = BTreeMap::new();
+    loop {
+        let batch = consumer
+            .poll(100, Duration::from_millis(500))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for stored in batch {
+            latest.insert(
+                stored.record.key.clone(),
+                stored.record.value.clone().unwrap(),
+            );
+        }
+    }
+    assert_eq!(latest.len(), 5);
+    assert!(
+        latest.values().all(|v| v == b"r2"),
+        "a stale value survived: {latest:?}"
+    );
+}
+
+pub async fn unknown_topics_and_partitions_are_errors(log: &dyn EventLog, prefix: &str) {
+    let missing = format!("{prefix}.missing");
+    assert!(log.partition_count(&missing).await.is_err());
+    assert!(log
+        .append(vec![to(&missing, record("k", "v", 1))])
+        .await
+        .is_err());
+    let name = topic(log, format!("{prefix}.small"), 1, false).await;
+    assert!(log
+        .watermarks(&TopicPartition::new(&name, 5))
+        .await
+        .is_err());
+    let bad = OutgoingRecord {
+        topic: name,
+        partition: Some(9),
+        record: record("k", "v", 1),
+    };
+    assert!(log.append(vec![bad]).await.is_err());
+}

@@ -1,0 +1,418 @@
+//! The embedded backend: the log on sled, for one machine with no Kafka.
+//!
+//! Same contract as Kafka: offsets per partition, murmur2 placement,
+//! read_committed visibility, atomic transactions with consumer positions,
+//! compacted topics. Writes go through one writer task that group-commits:
+//! every request waiting when it wakes is applied in one atomic sled batch
+//! and made durable with one flush, and only then acknowledged.
+
+mod consumer;
+mod keys;
+mod transaction;
+mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::partitioner::partition_for;
+use crate::{
+    EventLog, GroupOffset, LogConsumer, LogError, LogTransaction, OutgoingRecord, Position,
+    StoredRecord, TopicPartition, TopicSpec,
+};
+use consumer::EmbeddedConsumer;
+use transaction::EmbeddedTransaction;
+use writer::{Write, WriteRequest};
+
+/// Where a partition lives in the tree.
+type PartitionId = (u32, u32);
+
+#[derive(Debug, Clone, Copy)]
+struct TopicMeta {
+    id: u32,
+    partitions: u32,
+    compacted: bool,
+}
+
+/// Offsets handed out but maybe not yet durable, and partitions held by an
+/// open transaction.
+#[derive(Debug, Default)]
+struct Assigned {
+    next: HashMap<PartitionId, u64>,
+    held: HashSet<PartitionId>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tree: sled::Tree,
+    topics: RwLock<HashMap<String, TopicMeta>>,
+    assigned: Mutex<Assigned>,
+    /// High watermarks of durable data: what readers may see. The writer
+    /// raises them after each flush, before it wakes consumers.
+    durable: Arc<RwLock<HashMap<PartitionId, u64>>>,
+    writes: mpsc::UnboundedSender<WriteRequest>,
+    /// Bumped after every durable commit; consumers wait on it.
+    committed: watch::Receiver<u64>,
+    /// One open transaction at a time (one transactional producer).
+    transaction: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The embedded log. Cheap to clone; all clones share one database.
+#[derive(Debug, Clone)]
+pub struct EmbeddedLog {
+    shared: Arc<Shared>,
+}
+
+fn lock_error<T>(_: T) -> LogError {
+    LogError::Invalid("internal lock poisoned".into())
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `dir`. Must be called inside a tokio
+    /// runtime: it starts the writer task, which ends when every clone of
+    /// the log is dropped.
+    pub fn open(dir: &Path) -> Result<Self, LogError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .cache_capacity(256 << 20)
+            .open()?;
+        Self::from_db(db)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, LogError> {
+        let tree = db.open_tree("log")?;
+        let topics = load_topics(&tree)?;
+        let mut next = HashMap::new();
+        for meta in topics.values() {
+            for partition in 0..meta.partitions {
+                next.insert(
+                    (meta.id, partition),
+                    end_of_partition(&tree, meta.id, partition)?,
+                );
+            }
+        }
+        let (writes, requests) = mpsc::unbounded_channel();
+        let (notify, committed) = watch::channel(0);
+        let durable = Arc::new(RwLock::new(next.clone()));
+        tokio::spawn(writer::run(
+            db,
+            tree.clone(),
+            requests,
+            durable.clone(),
+            notify,
+        ));
+        let shared = Shared {
+            tree,
+            topics: RwLock::new(topics),
+            durable,
+            assigned: Mutex::new(Assigned {
+                next,
+                held: HashSet::new(),
+            }),
+            writes,
+            committed,
+            transaction: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    fn topic(&self, name: &str) -> Result<TopicMeta, LogError> {
+        self.shared
+            .topics
+            .read()
+            .map_err(lock_error)?
+            .get(name)
+            .copied()
+            .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))
+    }
+
+    fn partition_id(&self, tp: &TopicPartition) -> Result<(TopicMeta, PartitionId), LogError> {
+        let meta = self.topic(&tp.topic)?;
+        if tp.partition >= meta.partitions {
+            return Err(LogError::UnknownPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            });
+        }
+        Ok((meta, (meta.id, tp.partition)))
+    }
+
+    /// Resolves topic and partition (by key when not given).
+    fn place(&self, record: &OutgoingRecord) -> Result<(TopicMeta, u32), LogError> {
+        let meta = self.topic(&record.topic)?;
+        let partition = match record.partition {
+            Some(p) if p < meta.partitions => p,
+            Some(p) => {
+                return Err(LogError::UnknownPartition {
+                    topic: record.topic.clone(),
+                    partition: p,
+                })
+            }
+            None => partition_for(&record.record.key, meta.partitions),
+        };
+        Ok((meta, partition))
+    }
+
+    fn high_watermark(&self, id: PartitionId) -> Result<u64, LogError> {
+        Ok(self
+            .shared
+            .durable
+            .read()
+            .map_err(lock_error)?
+            .get(&id)
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// Committed records of one partition from `from`, at most `max`.
+    fn read(
+        &self,
+        tp: &TopicPartition,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let (_, (topic_id, partition)) = self.partition_id(tp)?;
+        let high = self.high_watermark((topic_id, partition))?;
+        if from >= high || max == 0 {
+            return Ok(Vec::new());
+        }
+        let start = keys::log_key(topic_id, partition, from);
+        let end = keys::log_key(topic_id, partition, high);
+        let mut out = Vec::with_capacity(max.min(4096));
+        for entry in self.shared.tree.range(start..end).take(max) {
+            let (key, value) = entry?;
+            out.push(StoredRecord {
+                topic: tp.topic.clone(),
+                partition,
+                offset: keys::offset_of_log_key(&key)?,
+                record: keys::decode_record(&value)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn submit(&self, request: WriteRequest) -> Result<(), LogError> {
+        self.shared
+            .writes
+            .send(request)
+            .map_err(|_| LogError::Closed)
+    }
+
+    /// Builds the writes of placed records with their assigned offsets.
+    fn writes_for(placed: Vec<(TopicMeta, u32, u64, OutgoingRecord)>) -> Vec<Write> {
+        placed
+            .into_iter()
+            .map(|(meta, partition, offset, outgoing)| Write::Record {
+                topic_id: meta.id,
+                partition,
+                offset,
+                compacted: meta.compacted,
+                record: outgoing.record,
+            })
+            .collect()
+    }
+}
+
+fn load_topics(tree: &sled::Tree) -> Result<HashMap<String, TopicMeta>, LogError> {
+    let mut topics = HashMap::new();
+    for entry in tree.scan_prefix([keys::TOPIC]) {
+        let (key, value) = entry?;
+        let name = String::from_utf8(key[1..].to_vec())
+            .map_err(|_| LogError::Corrupt("topic name".into()))?;
+        let text =
+            std::str::from_utf8(&value).map_err(|_| LogError::Corrupt("topic meta".into()))?;
+        let fields: Vec<u32> = text.split(' ').filter_map(|f| f.parse().ok()).collect();
+        match fields[..] {
+            [id, partitions, compacted] => {
+                topics.insert(
+                    name,
+                    TopicMeta {
+                        id,
+                        partitions,
+                        compacted: compacted == 1,
+                    },
+                );
+            }
+            _ => return Err(LogError::Corrupt(format!("topic meta {text:?}"))),
+        }
+    }
+    Ok(topics)
+}
+
+fn end_of_partition(tree: &sled::Tree, topic_id: u32, partition: u32) -> Result<u64, LogError> {
+    match tree
+        .scan_prefix(keys::partition_prefix(keys::LOG, topic_id, partition))
+        .next_back()
+    {
+        Some(entry) => Ok(keys::offset_of_log_key(&entry?.0)? + 1),
+        None => Ok(0),
+    }
+}
+
+#[async_trait]
+impl EventLog for EmbeddedLog {
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
+        if spec.partitions == 0 {
+            return Err(LogError::Invalid(format!(
+                "topic {:?} needs at least one partition",
+                spec.name
+            )));
+        }
+        let mut topics = self.shared.topics.write().map_err(lock_error)?;
+        if let Some(existing) = topics.get(&spec.name) {
+            if existing.partitions != spec.partitions {
+                return Err(LogError::PartitionMismatch {
+                    topic: spec.name.clone(),
+                    existing: existing.partitions,
+                    requested: spec.partitions,
+                });
+            }
+            return Ok(());
+        }
+        let id = topics.values().map(|m| m.id + 1).max().unwrap_or(0);
+        let meta = TopicMeta {
+            id,
+            partitions: spec.partitions,
+            compacted: spec.compacted,
+        };
+        let text = format!("{} {} {}", id, spec.partitions, u8::from(spec.compacted));
+        self.shared
+            .tree
+            .insert(keys::topic_key(&spec.name), text.as_bytes())?;
+        // Rare and small: a blocking flush keeps the topic table locked throughout.
+        self.shared.tree.flush()?;
+        let mut assigned = self.shared.assigned.lock().map_err(lock_error)?;
+        let mut durable = self.shared.durable.write().map_err(lock_error)?;
+        for partition in 0..spec.partitions {
+            assigned.next.insert((id, partition), 0);
+            durable.insert((id, partition), 0);
+        }
+        topics.insert(spec.name.clone(), meta);
+        Ok(())
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32, LogError> {
+        Ok(self.topic(topic)?.partitions)
+    }
+
+    async fn append(&self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError> {
+        let placed: Vec<_> = records
+            .into_iter()
+            .map(|r| self.place(&r).map(|(meta, partition)| (meta, partition, r)))
+            .collect::<Result<_, _>>()?;
+        let (done, outcome) = oneshot::channel();
+        let positions;
+        {
+            // Offsets are assigned and the request queued under one lock, so
+            // the writer applies records in offset order.
+            let mut assigned = self.shared.assigned.lock().map_err(lock_error)?;
+            let busy = placed
+                .iter()
+                .find(|(m, p, _)| assigned.held.contains(&(m.id, *p)));
+            if let Some((_, partition, record)) = busy {
+                return Err(LogError::PartitionBusy {
+                    topic: record.topic.clone(),
+                    partition: *partition,
+                });
+            }
+            let mut with_offsets = Vec::with_capacity(placed.len());
+            for (meta, partition, record) in placed {
+                let next = assigned.next.entry((meta.id, partition)).or_insert(0);
+                with_offsets.push((meta, partition, *next, record));
+                *next += 1;
+            }
+            positions = with_offsets
+                .iter()
+                .map(|(_, p, o, _)| Position {
+                    partition: *p,
+                    offset: *o,
+                })
+                .collect();
+            self.submit(WriteRequest {
+                writes: Self::writes_for(with_offsets),
+                done,
+            })?;
+        }
+        outcome.await.map_err(|_| LogError::Closed)??;
+        Ok(positions)
+    }
+
+    async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError> {
+        let guard = self.shared.transaction.clone().lock_owned().await;
+        Ok(Box::new(EmbeddedTransaction::new(self.clone(), guard)))
+    }
+
+    async fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
+        let (_, (topic_id, partition)) = self.partition_id(tp)?;
+        let high = self.high_watermark((topic_id, partition))?;
+        let prefix = keys::partition_prefix(keys::LOG, topic_id, partition);
+        let low = match self.shared.tree.scan_prefix(prefix).next() {
+            Some(entry) => keys::offset_of_log_key(&entry?.0)?.min(high),
+            None => high,
+        };
+        Ok((low, high))
+    }
+
+    async fn offset_for_time(
+        &self,
+        tp: &TopicPartition,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>, LogError> {
+        let (low, high) = self.watermarks(tp).await?;
+        // Binary search for the first record at or after the time; exact
+        // when timestamps grow with offsets (the events topic), like Kafka's
+        // time index otherwise.
+        let (mut lo, mut hi) = (low, high);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.read(tp, mid, 1)?.into_iter().next() {
+                Some(found) if found.record.timestamp_ms < timestamp_ms => lo = found.offset + 1,
+                Some(_) => hi = mid,
+                None => hi = mid,
+            }
+        }
+        Ok(self.read(tp, lo, 1)?.into_iter().next().map(|r| r.offset))
+    }
+
+    async fn committed(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>, LogError> {
+        let (_, (topic_id, partition)) = self.partition_id(tp)?;
+        self.shared
+            .tree
+            .get(keys::group_key(group, topic_id, partition))?
+            .map(|v| keys::u64_value(&v))
+            .transpose()
+    }
+
+    async fn commit_offsets(&self, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
+        let writes = self.group_writes(&offsets)?;
+        let (done, outcome) = oneshot::channel();
+        self.submit(WriteRequest { writes, done })?;
+        outcome.await.map_err(|_| LogError::Closed)??;
+        Ok(())
+    }
+
+    async fn consumer(&self) -> Result<Box<dyn LogConsumer>, LogError> {
+        Ok(Box::new(EmbeddedConsumer::new(self.clone())))
+    }
+}
+
+impl EmbeddedLog {
+    fn group_writes(&self, offsets: &[GroupOffset]) -> Result<Vec<Write>, LogError> {
+        offsets
+            .iter()
+            .map(|o| {
+                let (_, (topic_id, partition)) = self.partition_id(&o.partition)?;
+                Ok(Write::GroupOffset {
+                    key: keys::group_key(&o.group, topic_id, partition),
+                    next_offset: o.next_offset,
+                })
+            })
+            .collect()
+    }
+}

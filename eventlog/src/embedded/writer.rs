@@ -1,0 +1,126 @@
+//! The single writer of the embedded log: group commit. It takes every
+//! request waiting, applies them in one atomic sled batch, flushes once,
+//! raises the high watermarks, wakes consumers, and only then acknowledges.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{keys, PartitionId};
+use crate::{LogError, Record};
+
+/// Most requests folded into one flush.
+const MAX_GROUP: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) enum Write {
+    Record {
+        topic_id: u32,
+        partition: u32,
+        offset: u64,
+        compacted: bool,
+        record: Record,
+    },
+    GroupOffset {
+        key: Vec<u8>,
+        next_offset: u64,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct WriteRequest {
+    pub(crate) writes: Vec<Write>,
+    pub(crate) done: oneshot::Sender<Result<(), LogError>>,
+}
+
+pub(crate) async fn run(
+    db: sled::Db,
+    tree: sled::Tree,
+    mut requests: mpsc::UnboundedReceiver<WriteRequest>,
+    durable: Arc<RwLock<HashMap<PartitionId, u64>>>,
+    notify: watch::Sender<u64>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit(&db, &tree, &group).await;
+        match outcome {
+            Ok(highs) => {
+                if let Ok(mut durable) = durable.write() {
+                    for (id, high) in highs {
+                        let entry = durable.entry(id).or_insert(0);
+                        *entry = (*entry).max(high);
+                    }
+                }
+                notify.send_modify(|generation| *generation += 1);
+                for request in group {
+                    let _ = request.done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "embedded log write failed");
+                let message = error.to_string();
+                for request in group {
+                    let _ = request
+                        .done
+                        .send(Err(LogError::WriteFailed(message.clone())));
+                }
+            }
+        }
+    }
+    let _ = db.flush_async().await;
+}
+
+/// Applies a group atomically and durably; returns the new high watermarks.
+async fn commit(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    group: &[WriteRequest],
+) -> Result<Vec<(PartitionId, u64)>, LogError> {
+    let mut batch = sled::Batch::default();
+    let mut highs: HashMap<PartitionId, u64> = HashMap::new();
+    // Latest offset per compaction key within this group, ahead of the tree.
+    let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
+    for write in group.iter().flat_map(|r| &r.writes) {
+        match write {
+            Write::Record {
+                topic_id,
+                partition,
+                offset,
+                compacted,
+                record,
+            } => {
+                if *compacted {
+                    let index = keys::compaction_key(*topic_id, *partition, &record.key);
+                    let previous = match latest.get(&index) {
+                        Some(offset) => Some(*offset),
+                        None => tree.get(&index)?.map(|v| keys::u64_value(&v)).transpose()?,
+                    };
+                    if let Some(previous) = previous {
+                        batch.remove(keys::log_key(*topic_id, *partition, previous));
+                    }
+                    batch.insert(index.clone(), &offset.to_be_bytes());
+                    latest.insert(index, *offset);
+                }
+                batch.insert(
+                    keys::log_key(*topic_id, *partition, *offset),
+                    keys::encode_record(record),
+                );
+                let high = highs.entry((*topic_id, *partition)).or_insert(0);
+                *high = (*high).max(offset + 1);
+            }
+            Write::GroupOffset { key, next_offset } => {
+                batch.insert(key.as_slice(), &next_offset.to_be_bytes());
+            }
+        }
+    }
+    tree.apply_batch(batch)?;
+    db.flush_async().await?;
+    Ok(highs.into_iter().collect())
+}

@@ -1,0 +1,88 @@
+//! The Kafka-shaped log trait. Small on purpose: what the command
+//! processor, the projections and the API need, in Kafka's own terms, so
+//! that rdkafka's transactional producer and read_committed consumer
+//! implement it directly.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{LogError, OutgoingRecord, Position, StoredRecord, TopicPartition, TopicSpec};
+
+/// A consumer group's position in one partition: the next offset to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    pub group: String,
+    pub partition: TopicPartition,
+    pub next_offset: u64,
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Creates the topic if missing; an existing topic must match its spec.
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError>;
+
+    async fn partition_count(&self, topic: &str) -> Result<u32, LogError>;
+
+    /// Appends records outside any transaction. Returns once they are
+    /// durable, with where each landed (same order as given).
+    async fn append(&self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError>;
+
+    /// Starts a transaction (Kafka: begin_transaction on the transactional
+    /// producer). One open transaction per log handle at a time.
+    async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError>;
+
+    /// Low and high watermarks: the first offset kept and the next offset
+    /// to be written (committed data only).
+    async fn watermarks(&self, partition: &TopicPartition) -> Result<(u64, u64), LogError>;
+
+    /// The earliest offset whose timestamp is at or after `timestamp_ms`, or
+    /// None past the end (Kafka: offsets_for_times).
+    async fn offset_for_time(
+        &self,
+        partition: &TopicPartition,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>, LogError>;
+
+    /// The committed position of a consumer group.
+    async fn committed(
+        &self,
+        group: &str,
+        partition: &TopicPartition,
+    ) -> Result<Option<u64>, LogError>;
+
+    /// Commits consumer group positions (outside any transaction).
+    async fn commit_offsets(&self, offsets: Vec<GroupOffset>) -> Result<(), LogError>;
+
+    /// A consumer that reads committed records only (read_committed).
+    async fn consumer(&self) -> Result<Box<dyn LogConsumer>, LogError>;
+}
+
+/// An open transaction: records sent in it become visible together when
+/// it commits, along with the consumer positions given to `commit`
+/// (send_offsets_to_transaction), or not at all.
+#[async_trait]
+pub trait LogTransaction: Send {
+    /// Sends records; returns where each will land if the transaction commits.
+    async fn send(&mut self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError>;
+
+    /// Commits the records and the consumer positions atomically and durably.
+    async fn commit(self: Box<Self>, offsets: Vec<GroupOffset>) -> Result<(), LogError>;
+
+    /// Discards everything sent.
+    async fn abort(self: Box<Self>) -> Result<(), LogError>;
+}
+
+#[async_trait]
+pub trait LogConsumer: Send {
+    /// Reads these partitions from these offsets from now on.
+    async fn assign(&mut self, positions: Vec<(TopicPartition, u64)>) -> Result<(), LogError>;
+
+    /// Up to `max` committed records from the assigned partitions, in
+    /// offset order within each partition. Waits up to `timeout` (without
+    /// busy polling) when nothing is there; an empty result is not an error.
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// The next offset this consumer will read from a partition.
+    fn position(&self, partition: &TopicPartition) -> Option<u64>;
+}

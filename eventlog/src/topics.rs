@@ -1,0 +1,43 @@
+//! The topic layout (design.md section 2): names and specs of every topic.
+
+use crate::TopicSpec;
+
+pub const COMMANDS: &str = "orderstore.commands";
+pub const EVENTS: &str = "orderstore.events";
+pub const SNAPSHOTS: &str = "orderstore.snapshots";
+pub const REPLIES: &str = "orderstore.replies";
+
+/// The dead-letter topic of one projection.
+pub fn dlq(projection: &str) -> String {
+    format!("orderstore.dlq.{projection}")
+}
+
+/// The consumer group of the command processor.
+pub const PROCESSOR_GROUP: &str = "orderstore.command-processor";
+
+/// Every topic the write side needs, with `partitions` for the keyed ones.
+/// Replies have one partition per... the API instance reads them all.
+pub fn write_side(partitions: u32) -> Vec<TopicSpec> {
+    vec![
+        TopicSpec {
+            name: COMMANDS.into(),
+            partitions,
+            compacted: false,
+        },
+        TopicSpec {
+            name: EVENTS.into(),
+            partitions,
+            compacted: false,
+        },
+        TopicSpec {
+            name: SNAPSHOTS.into(),
+            partitions,
+            compacted: true,
+        },
+        TopicSpec {
+            name: REPLIES.into(),
+            partitions,
+            compacted: false,
+        },
+    ]
+}
