@@ -18,7 +18,7 @@ pub struct GroupOffset {
 }
 
 #[async_trait]
-pub trait EventLog: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Creates the topic if missing; an existing topic must match its spec.
     async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError>;
 
@@ -62,7 +62,7 @@ pub trait EventLog: Send + Sync + 'static {
 /// it commits, along with the consumer positions given to `commit`
 /// (send_offsets_to_transaction), or not at all.
 #[async_trait]
-pub trait LogTransaction: Send {
+pub trait LogTransaction: Send + std::fmt::Debug {
     /// Sends records; returns where each will land if the transaction commits.
     async fn send(&mut self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError>;
 
@@ -74,7 +74,7 @@ pub trait LogTransaction: Send {
 }
 
 #[async_trait]
-pub trait LogConsumer: Send {
+pub trait LogConsumer: Send + std::fmt::Debug {
     /// Reads these partitions from these offsets from now on.
     async fn assign(&mut self, positions: Vec<(TopicPartition, u64)>) -> Result<(), LogError>;
 

@@ -1,0 +1,157 @@
+//! What travels on the commands, replies and snapshots topics. JSON: these
+//! are our own internal records (not the event wire format), self-describing
+//! so that fields can be added with defaults.
+
+use domain::{Command, OrderState, Rejection};
+use serde::{Deserialize, Serialize};
+
+/// A command on the commands topic (key = order id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandMessage {
+    pub command: Command,
+    pub correlation_id: String,
+    /// The API instance waiting for the reply.
+    pub reply_to: String,
+}
+
+/// The outcome of one command on the replies topic (key = command id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub command_id: String,
+    pub order_id: String,
+    pub reply_to: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Accepted {
+        /// Aggregate version after the command.
+        version: u64,
+        /// The events the command wrote (the original ones on a repeat).
+        events: Vec<ReplyEvent>,
+        /// Pass as `consistentWith` to read your own write.
+        consistency_token: String,
+    },
+    Rejected(RejectionReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionReply {
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl From<&Rejection> for RejectionReply {
+    fn from(rejection: &Rejection) -> Self {
+        Self {
+            code: rejection.code().to_owned(),
+            message: rejection.to_string(),
+            field: rejection.field().map(str::to_owned),
+        }
+    }
+}
+
+/// One event as a reply shows it: structured CloudEvent JSON and position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyEvent {
+    pub partition: u32,
+    pub offset: u64,
+    pub cloudevent: serde_json::Value,
+}
+
+/// The consistency token of an event position: "partition:offset".
+pub fn consistency_token(partition: u32, offset: u64) -> String {
+    format!("{partition}:{offset}")
+}
+
+/// Parses a consistency token back into (partition, offset).
+pub fn parse_consistency_token(token: &str) -> Option<(u32, u64)> {
+    let (partition, offset) = token.split_once(':')?;
+    Some((partition.parse().ok()?, offset.parse().ok()?))
+}
+
+/// The latest state of one order on the compacted snapshots topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub state: OrderState,
+    /// Offset in the events topic of each event, by sequence (index = sequence - 1).
+    pub event_offsets: Vec<u64>,
+    /// Recent rejected commands of this order, so a repeat gets the same answer.
+    #[serde(default)]
+    pub rejections: Vec<(String, RejectionReply)>,
+}
+
+/// Rejections remembered per order.
+pub const MAX_REMEMBERED_REJECTIONS: usize = 32;
+
+impl Snapshot {
+    pub fn empty() -> Self {
+        Self {
+            state: domain::initial_state(),
+            event_offsets: Vec::new(),
+            rejections: Vec::new(),
+        }
+    }
+
+    pub fn last_event_offset(&self) -> Option<u64> {
+        self.event_offsets.last().copied()
+    }
+
+    pub fn remember_rejection(&mut self, command_id: &str, rejection: RejectionReply) {
+        self.rejections.push((command_id.to_owned(), rejection));
+        let excess = self
+            .rejections
+            .len()
+            .saturating_sub(MAX_REMEMBERED_REJECTIONS);
+        self.rejections.drain(..excess);
+    }
+
+    pub fn rejection_of(&self, command_id: &str) -> Option<&RejectionReply> {
+        self.rejections
+            .iter()
+            .rev()
+            .find(|(id, _)| id == command_id)
+            .map(|(_, r)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_tokens_round_trip_and_reject_garbage() {
+        assert_eq!(
+            parse_consistency_token(&consistency_token(3, 42)),
+            Some((3, 42))
+        );
+        for bad in ["", "3", "x:1", "1:-2", "1:2:3"] {
+            assert_eq!(parse_consistency_token(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_latest_rejections_are_remembered() {
+        let mut snapshot = Snapshot::empty();
+        let reply = RejectionReply {
+            code: "X".into(),
+            message: "m".into(),
+            field: None,
+        };
+        for i in 0..40 {
+            snapshot.remember_rejection(&format!("c{i}"), reply.clone());
+        }
+        assert_eq!(snapshot.rejections.len(), MAX_REMEMBERED_REJECTIONS);
+        assert!(snapshot.rejection_of("c0").is_none());
+        assert!(snapshot.rejection_of("c39").is_some());
+    }
+
+    #[test]
+    fn snapshots_round_trip_through_json() {
+        let snapshot = Snapshot::empty();
+        let json = serde_json::to_vec(&snapshot).unwrap();
+        assert_eq!(serde_json::from_slice::<Snapshot>(&json).unwrap(), snapshot);
+    }
+}

@@ -1,0 +1,82 @@
+//! Restoring the state store from the compacted snapshots topic, and
+//! learning the last event time of a partition before writing to it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::envelope::header;
+
+use crate::processor::messages::Snapshot;
+use crate::processor::StateStore;
+use crate::topics::{EVENTS, SNAPSHOTS};
+use crate::{EventLog, LogError, TopicPartition};
+
+const RESTORE_BATCH: usize = 1000;
+
+/// Replaces the stored states of `partition` with the latest snapshots and
+/// marks them as reflecting command offset `committed`.
+pub(crate) async fn partition_from_snapshots(
+    log: &dyn EventLog,
+    store: &StateStore,
+    partition: u32,
+    committed: u64,
+) -> Result<(), LogError> {
+    let tp = TopicPartition::new(SNAPSHOTS, partition);
+    let (low, high) = log.watermarks(&tp).await?;
+    tracing::info!(
+        partition,
+        low,
+        high,
+        "restoring aggregate state from the snapshots topic"
+    );
+    store.save(partition, None, &[])?;
+    let mut consumer = log.consumer().await?;
+    consumer.assign(vec![(tp.clone(), low)]).await?;
+    let mut position = low;
+    while position < high {
+        let records = consumer.poll(RESTORE_BATCH, Duration::from_secs(5)).await?;
+        if records.is_empty() {
+            return Err(LogError::Invalid(format!(
+                "snapshots {tp} ended at {position}, before {high}"
+            )));
+        }
+        let mut snapshots = Vec::with_capacity(records.len());
+        for stored in records {
+            position = stored.offset + 1;
+            let order_id = String::from_utf8_lossy(&stored.record.key).into_owned();
+            if let Some(value) = stored.record.value {
+                let snapshot: Snapshot = serde_json::from_slice(&value)
+                    .map_err(|e| LogError::Corrupt(format!("snapshot of {order_id}: {e}")))?;
+                snapshots.push((order_id, snapshot));
+            }
+        }
+        store.save(partition, None, &snapshots)?;
+    }
+    store.save(partition, Some(committed), &[])
+}
+
+/// The time of the last event in `partition` of the events topic.
+pub(crate) async fn last_event_time(
+    log: &dyn EventLog,
+    partition: u32,
+) -> Result<Option<DateTime<Utc>>, LogError> {
+    let tp = TopicPartition::new(EVENTS, partition);
+    let (low, high) = log.watermarks(&tp).await?;
+    if high == low {
+        return Ok(None);
+    }
+    let mut consumer = log.consumer().await?;
+    consumer.assign(vec![(tp, high - 1)]).await?;
+    let last = consumer.poll(1, Duration::from_secs(5)).await?;
+    let Some(record) = last.first() else {
+        return Ok(None);
+    };
+    let time = record
+        .record
+        .header(header::TIME)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    // A record without a readable time (not ours) falls back to its timestamp.
+    Ok(time.or_else(|| DateTime::from_timestamp_millis(record.record.timestamp_ms)))
+}

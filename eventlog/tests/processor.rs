@@ -1,0 +1,320 @@
+//! The command processor over the embedded log: outcomes, idempotent
+//! repeats, event time, and restoring state from the snapshots topic.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use domain::order::{ConfirmPayment, LineItemInput, PlaceOrder};
+use domain::{
+    evolve, initial_state, Command, CommandBody, CommandId, OrderId, OrderState, RecordedEvent,
+};
+use eventlog::embedded::EmbeddedLog;
+use eventlog::processor::{self, Clock, CommandMessage, Outcome, Reply, Snapshot, StateStore};
+use eventlog::topics::{self, COMMANDS, EVENTS, REPLIES, SNAPSHOTS};
+use eventlog::{EventLog, LogConsumer, OutgoingRecord, Record, TopicPartition};
+use tokio::sync::oneshot;
+
+/// A clock stuck at one instant, to prove event time still increases.
+#[derive(Debug)]
+struct FrozenClock(DateTime<Utc>);
+
+impl Clock for FrozenClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+struct Harness {
+    log: Arc<dyn EventLog>,
+    replies: Box<dyn LogConsumer>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+const PARTITIONS: u32 = 3;
+
+async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
+    for spec in topics::write_side(PARTITIONS) {
+        log.create_topic(&spec).await.unwrap();
+    }
+    let store = StateStore::open(state_dir).unwrap();
+    let clock = Arc::new(FrozenClock(
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+    ));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task_log = log.clone();
+    let task = tokio::spawn(async move {
+        processor::run(task_log, store, clock, 100, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let mut replies = log.consumer().await.unwrap();
+    let mut assignment = Vec::new();
+    for p in 0..PARTITIONS {
+        let tp = TopicPartition::new(REPLIES, p);
+        let (_, high) = log.watermarks(&tp).await.unwrap();
+        assignment.push((tp, high));
+    }
+    replies.assign(assignment).await.unwrap();
+    Harness {
+        log,
+        replies,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Harness {
+    async fn stop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    async fn send(&mut self, command_id: &str, order: &str, body: CommandBody) -> Reply {
+        let message = CommandMessage {
+            command: Command {
+                command_id: CommandId::parse(command_id).unwrap(),
+                order_id: OrderId::parse(order).unwrap(),
+                body,
+            },
+            correlation_id: format!("corr-{command_id}"),
+            reply_to: "test".into(),
+        };
+        let record = Record {
+            key: order.as_bytes().to_vec(),
+            value: Some(serde_json::to_vec(&message).unwrap()),
+            headers: vec![],
+            timestamp_ms: 0,
+        };
+        self.log
+            .append(vec![OutgoingRecord {
+                topic: COMMANDS.into(),
+                partition: None,
+                record,
+            }])
+            .await
+            .unwrap();
+        loop {
+            let batch = self
+                .replies
+                .poll(100, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert!(!batch.is_empty(), "no reply to {command_id}");
+            for stored in batch {
+                let reply: Reply =
+                    serde_json::from_slice(stored.record.value.as_ref().unwrap()).unwrap();
+                if reply.command_id == command_id {
+                    return reply;
+                }
+            }
+        }
+    }
+}
+
+fn place(items: usize) -> CommandBody {
+    CommandBody::PlaceOrder(PlaceOrder {
+        customer_id: "cust-1".into(),
+        currency: "USD".into(),
+        items: (0..items)
+            .map(|i| LineItemInput {
+                sku: format!("sku-{i}"),
+                quantity: 1,
+                unit_price: "10.00".into(),
+            })
+            .collect(),
+        tax_rate_bps: 0,
+    })
+}
+
+fn confirm(amount: &str) -> CommandBody {
+    CommandBody::ConfirmPayment(ConfirmPayment {
+        payment_id: "pay".into(),
+        amount: amount.into(),
+    })
+}
+
+fn accepted(reply: &Reply) -> (u64, Vec<(u32, u64)>, String) {
+    match &reply.outcome {
+        Outcome::Accepted {
+            version,
+            events,
+            consistency_token,
+        } => (
+            *version,
+            events.iter().map(|e| (e.partition, e.offset)).collect(),
+            consistency_token.clone(),
+        ),
+        other => panic!("expected acceptance, got {other:?}"),
+    }
+}
+
+fn rejected_code(reply: &Reply) -> String {
+    match &reply.outcome {
+        Outcome::Rejected(r) => r.code.clone(),
+        other => panic!("expected rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_decided_and_repeats_return_the_original_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    let mut h = start(log, &dir.path().join("state")).await;
+
+    let placed = h.send("c1", "order-1", place(2)).await;
+    let (version, events, token) = accepted(&placed);
+    assert_eq!(version, 1);
+    assert_eq!(events.len(), 1);
+    assert_eq!(token, format!("{}:{}", events[0].0, events[0].1));
+
+    assert_eq!(
+        rejected_code(&h.send("c2", "order-1", confirm("19.99")).await),
+        "AMOUNT_MISMATCH"
+    );
+    assert_eq!(
+        rejected_code(&h.send("c3", "order-1", place(1)).await),
+        "ORDER_EXISTS"
+    );
+    assert_eq!(
+        rejected_code(&h.send("c4", "nope", confirm("1")).await),
+        "ORDER_NOT_FOUND"
+    );
+
+    // The same command id again: the same events, nothing new written.
+    let (_, high_before) = h
+        .log
+        .watermarks(&TopicPartition::new(EVENTS, events[0].0))
+        .await
+        .unwrap();
+    let repeat = h.send("c1", "order-1", place(2)).await;
+    assert_eq!(repeat.outcome, placed.outcome);
+    // A rejected command repeated gets the same rejection even though it would now differ.
+    let paid = h.send("c5", "order-1", confirm("20.00")).await;
+    assert_eq!(accepted(&paid).0, 2);
+    assert_eq!(
+        rejected_code(&h.send("c2", "order-1", confirm("19.99")).await),
+        "AMOUNT_MISMATCH"
+    );
+    let (_, high_after) = h
+        .log
+        .watermarks(&TopicPartition::new(EVENTS, events[0].0))
+        .await
+        .unwrap();
+    assert_eq!(high_after, high_before + 1, "only c5 wrote an event");
+    h.stop().await;
+}
+
+async fn read_all(log: &dyn EventLog, topic: &str) -> Vec<eventlog::StoredRecord> {
+    let mut consumer = log.consumer().await.unwrap();
+    let mut assignment = Vec::new();
+    for p in 0..PARTITIONS {
+        let tp = TopicPartition::new(topic, p);
+        let (low, _) = log.watermarks(&tp).await.unwrap();
+        assignment.push((tp, low));
+    }
+    consumer.assign(assignment).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let batch = consumer
+            .poll(1000, Duration::from_millis(200))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+/// Folds the whole events topic into per-order states.
+async fn fold_events(log: &dyn EventLog) -> std::collections::BTreeMap<String, OrderState> {
+    let mut states = std::collections::BTreeMap::new();
+    for stored in read_all(log, EVENTS).await {
+        let event = RecordedEvent::decode(
+            &stored.record.headers,
+            stored.record.value.as_ref().unwrap(),
+        )
+        .unwrap();
+        let recorded = event.to_recorded().unwrap();
+        let state = states
+            .remove(&event.envelope.subject)
+            .unwrap_or_else(initial_state);
+        states.insert(event.envelope.subject.clone(), evolve(state, &recorded));
+    }
+    states
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_time_strictly_increases_per_partition_even_with_a_frozen_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    let mut h = start(log.clone(), &dir.path().join("state")).await;
+    for i in 0..20 {
+        h.send(&format!("p{i}"), &format!("order-{i}"), place(1))
+            .await;
+        h.send(&format!("pay{i}"), &format!("order-{i}"), confirm("10.00"))
+            .await;
+    }
+    h.stop().await;
+    let mut last: std::collections::HashMap<u32, DateTime<Utc>> = Default::default();
+    for stored in read_all(log.as_ref(), EVENTS).await {
+        let event = RecordedEvent::decode(
+            &stored.record.headers,
+            stored.record.value.as_ref().unwrap(),
+        )
+        .unwrap();
+        if let Some(previous) = last.get(&stored.partition) {
+            assert!(
+                event.envelope.time > *previous,
+                "time went backwards in partition {}",
+                stored.partition
+            );
+        }
+        last.insert(stored.partition, event.envelope.time);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_restored_from_snapshots_equals_the_fold_of_the_events_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    let mut h = start(log.clone(), &dir.path().join("state")).await;
+    for i in 0..15 {
+        h.send(&format!("p{i}"), &format!("order-{i}"), place(1 + i % 3))
+            .await;
+        if i % 2 == 0 {
+            let total = format!("{}.00", 10 * (1 + i % 3));
+            h.send(&format!("pay{i}"), &format!("order-{i}"), confirm(&total))
+                .await;
+        }
+    }
+    h.stop().await;
+
+    // A node with no local state: a fresh state directory.
+    let mut h = start(log.clone(), &dir.path().join("fresh-state")).await;
+    // It answers a repeat from restored state, and decides new commands on it.
+    let repeat = h.send("p3", "order-3", place(1)).await;
+    assert_eq!(accepted(&repeat).0, 1);
+    assert_eq!(
+        rejected_code(&h.send("again", "order-2", confirm("30.00")).await),
+        "INVALID_STATE"
+    );
+    h.stop().await;
+
+    let folded = fold_events(log.as_ref()).await;
+    let store = StateStore::open(&dir.path().join("fresh-state")).unwrap();
+    assert_eq!(folded.len(), 15);
+    for (order_id, state) in &folded {
+        let restored: Snapshot = store.load(order_id).unwrap().unwrap();
+        assert_eq!(&restored.state, state, "{order_id}");
+    }
+    // And the compacted snapshots topic holds one snapshot per order.
+    let snapshots = read_all(log.as_ref(), SNAPSHOTS).await;
+    assert_eq!(snapshots.len(), 15);
+}
