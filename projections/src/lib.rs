@@ -1,1 +1,16 @@
-//! projections: see ARCHITECTURE.md. Filled in by later issues.
+//! The read side: a projection is a pure `apply(event) -> row changes` plus
+//! its storage. The worker loop reads events, applies them in batches and
+//! writes the read model with its checkpoint in one atomic sled batch.
+//!
+//! A projection must never write a row version older than the row's latest
+//! (rows have one source partition, whose event time only grows), and never
+//! advance its checkpoint without the rows that go with it.
+
+pub mod customer;
+pub mod finance;
+pub mod history;
+pub mod store;
+pub mod worker;
+
+pub use store::{ProjectionStore, RowKey};
+pub use worker::{ApplyError, Change, Projection};

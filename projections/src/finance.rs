@@ -1,0 +1,146 @@
+//! The finance projection: per UTC day of event time x currency, orders
+//! placed, gross, tax, captured, refunded and cancelled. Rows are partial
+//! aggregates per source partition (day, currency, partition) so each row has
+//! one source partition; reads merge the partitions as of T.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::{OrderEvent, RecordedEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ProjectionStore, RowKey, StoreError};
+use crate::worker::{ApplyError, Change, Projection, ReadRow};
+
+pub const TOTALS: &str = "finance";
+pub const ORDER_CURRENCY: &str = "finance-order";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FinanceTotals {
+    pub orders_placed: u64,
+    pub gross: i64,
+    pub tax: i64,
+    pub captured: i64,
+    pub refunded: i64,
+    pub cancelled: u64,
+}
+
+impl FinanceTotals {
+    pub fn net(&self) -> i64 {
+        self.captured - self.refunded
+    }
+
+    pub fn add(&mut self, other: &FinanceTotals) {
+        self.orders_placed += other.orders_placed;
+        self.gross += other.gross;
+        self.tax += other.tax;
+        self.captured += other.captured;
+        self.refunded += other.refunded;
+        self.cancelled += other.cancelled;
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Finance;
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl Projection for Finance {
+    fn name(&self) -> &'static str {
+        "finance"
+    }
+
+    fn apply(
+        &self,
+        read: &ReadRow<'_>,
+        event: &RecordedEvent,
+        partition: u32,
+        _offset: u64,
+    ) -> Result<Vec<Change>, ApplyError> {
+        let order_id = event.envelope.subject.as_str();
+        let currency_key = RowKey::new(ORDER_CURRENCY, &[order_id]);
+        let mut changes = Vec::new();
+        let currency = match &event.event {
+            OrderEvent::OrderPlaced(placed) => {
+                let code = placed.currency.to_string();
+                changes.push(Change {
+                    key: currency_key,
+                    value: code.clone().into_bytes(),
+                });
+                code
+            }
+            OrderEvent::PaymentConfirmed { amount, .. }
+            | OrderEvent::PaymentRefunded { amount, .. } => amount.currency.to_string(),
+            _ => match read(&currency_key)? {
+                Some(code) => String::from_utf8_lossy(&code).into_owned(),
+                None => {
+                    return Err(ApplyError::Rule(format!(
+                        "{} for order {order_id}, which was never placed",
+                        event.envelope.event_type
+                    )))
+                }
+            },
+        };
+        let day = event.envelope.time.date_naive().to_string();
+        let key = RowKey::new(TOTALS, &[&day, &currency, &partition.to_string()]);
+        let mut totals: FinanceTotals = match read(&key)? {
+            Some(value) => serde_json::from_slice(&value).map_err(corrupt)?,
+            None => FinanceTotals::default(),
+        };
+        match &event.event {
+            OrderEvent::OrderPlaced(placed) => {
+                totals.orders_placed += 1;
+                totals.gross += placed.total;
+                totals.tax += placed.tax;
+            }
+            OrderEvent::PaymentConfirmed { amount, .. } => totals.captured += amount.minor,
+            OrderEvent::PaymentRefunded { amount, .. } => totals.refunded += amount.minor,
+            OrderEvent::OrderCancelled { .. } => totals.cancelled += 1,
+            _ => return Ok(changes),
+        }
+        changes.push(Change {
+            key,
+            value: serde_json::to_vec(&totals).map_err(|e| ApplyError::Rule(e.to_string()))?,
+        });
+        Ok(changes)
+    }
+}
+
+/// Rows per (day, currency) for days in `from..=to`, as of `at`, merged over partitions.
+pub fn report(
+    store: &ProjectionStore,
+    from: NaiveDate,
+    to: NaiveDate,
+    currency: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<BTreeMap<(NaiveDate, String), FinanceTotals>, StoreError> {
+    let mut rows = BTreeMap::new();
+    let mut day = from;
+    while day <= to {
+        let text = day.to_string();
+        for key in store.keys_with_prefix(TOTALS, &[&text, ""])? {
+            let Some(value) = store.row_as_of(&key, at)? else {
+                continue;
+            };
+            let parts: Vec<&[u8]> = key.key.split(|b| *b == 0x1f).collect();
+            let Some(code) = parts
+                .get(1)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+            else {
+                continue;
+            };
+            if currency.is_some_and(|c| c != code) {
+                continue;
+            }
+            let totals: FinanceTotals = serde_json::from_slice(&value).map_err(corrupt)?;
+            rows.entry((day, code))
+                .or_insert_with(FinanceTotals::default)
+                .add(&totals);
+        }
+        let Some(next) = day.succ_opt() else { break };
+        day = next;
+    }
+    Ok(rows)
+}

@@ -1,0 +1,236 @@
+//! The projection worker loop: read events (committed only), decode, skip
+//! duplicates by per-order sequence, apply in batches, and write rows,
+//! sequences, dead letters and checkpoints in one atomic batch. Poison
+//! events are dead-lettered and park their order: later events of that
+//! order are parked behind them while every other order keeps flowing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::RecordedEvent;
+use eventlog::topics::EVENTS;
+use eventlog::{EventLog, LogError, StoredRecord, TopicPartition};
+use tokio::sync::watch;
+
+use crate::store::{DeadLetter, ProjectionStore, RowKey, StoreBatch, StoreError};
+
+/// Most events applied in one batch.
+pub const BATCH: usize = 1000;
+
+/// One row change: the row's new value, valid from the event's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: RowKey,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The event breaks a rule of this projection (e.g. an order never placed).
+    #[error("{0}")]
+    Rule(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reads the current value of a row, including this batch's earlier changes.
+pub type ReadRow<'a> = dyn Fn(&RowKey) -> Result<Option<Vec<u8>>, StoreError> + 'a;
+
+pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
+    fn name(&self) -> &'static str;
+
+    /// The row changes one event makes. Pure apart from reading rows.
+    fn apply(
+        &self,
+        read: &ReadRow<'_>,
+        event: &RecordedEvent,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Vec<Change>, ApplyError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a worker has done, for lag, readiness and read-your-writes.
+#[derive(Debug)]
+pub struct Progress {
+    pub applied: AtomicU64,
+    /// Next offset to apply per partition of the events topic.
+    positions: watch::Sender<BTreeMap<u32, u64>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            applied: AtomicU64::new(0),
+            positions: watch::channel(BTreeMap::new()).0,
+        }
+    }
+}
+
+impl Progress {
+    pub fn positions(&self) -> BTreeMap<u32, u64> {
+        self.positions.borrow().clone()
+    }
+
+    /// Waits until the event at (partition, offset) has been applied, or the timeout passes.
+    pub async fn wait_past(&self, partition: u32, offset: u64, timeout: Duration) -> bool {
+        let mut rx = self.positions.subscribe();
+        let reached = |positions: &BTreeMap<u32, u64>| {
+            positions.get(&partition).is_some_and(|next| *next > offset)
+        };
+        tokio::time::timeout(timeout, rx.wait_for(reached))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Runs `projection` over the events topic until `shutdown`.
+pub async fn run(
+    projection: Arc<dyn Projection>,
+    log: Arc<dyn EventLog>,
+    store: ProjectionStore,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let partitions = log.partition_count(EVENTS).await?;
+    let mut assignment = Vec::new();
+    let mut positions = BTreeMap::new();
+    for p in 0..partitions {
+        let tp = TopicPartition::new(EVENTS, p);
+        let start = match store.checkpoint(p)? {
+            Some(next) => next,
+            None => log.watermarks(&tp).await?.0,
+        };
+        positions.insert(p, start);
+        assignment.push((tp, start));
+    }
+    progress.positions.send_replace(positions);
+    let mut consumer = log.consumer().await?;
+    consumer.assign(assignment).await?;
+    tokio::pin!(shutdown);
+    loop {
+        let records = tokio::select! {
+            _ = &mut shutdown => break,
+            polled = consumer.poll(BATCH, Duration::from_millis(250)) => polled?,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let count = records.len() as u64;
+        let checkpoints = apply_batch(projection.as_ref(), &store, records)?;
+        progress.applied.fetch_add(count, Ordering::Relaxed);
+        progress
+            .positions
+            .send_modify(|positions| positions.extend(checkpoints));
+    }
+    store.flush().await?;
+    Ok(())
+}
+
+/// Applies one batch; returns the new checkpoints.
+pub fn apply_batch(
+    projection: &dyn Projection,
+    store: &ProjectionStore,
+    records: Vec<StoredRecord>,
+) -> Result<BTreeMap<u32, u64>, StoreError> {
+    let mut batch = StoreBatch::default();
+    let mut overlay: HashMap<RowKey, Vec<u8>> = HashMap::new();
+    let mut sequences: HashMap<String, u64> = HashMap::new();
+    let mut parked: HashSet<String> = HashSet::new();
+    let mut checkpoints = BTreeMap::new();
+    for stored in records {
+        checkpoints.insert(stored.partition, stored.offset + 1);
+        let key_text = String::from_utf8(stored.record.key.clone()).ok();
+        let decoded = stored
+            .record
+            .value
+            .as_deref()
+            .ok_or_else(|| "a tombstone on the events topic".to_owned())
+            .and_then(|payload| {
+                RecordedEvent::decode(&stored.record.headers, payload).map_err(|e| e.to_string())
+            });
+        let event = match decoded {
+            Ok(event) => event,
+            Err(error) => {
+                dead_letter(&mut batch, &mut parked, &stored, key_text, error)?;
+                continue;
+            }
+        };
+        let order_id = event.envelope.subject.clone();
+        if parked.contains(&order_id) || store.is_parked(&order_id)? {
+            let error = "parked behind an earlier dead letter of this order".to_owned();
+            dead_letter(&mut batch, &mut parked, &stored, Some(order_id), error)?;
+            continue;
+        }
+        let last = match sequences.get(&order_id) {
+            Some(seq) => Some(*seq),
+            None => store.sequence(&order_id)?,
+        };
+        if last.is_some_and(|last| event.envelope.sequence <= last) {
+            continue; // a duplicate: already applied
+        }
+        let read = |key: &RowKey| match overlay.get(key) {
+            Some(value) => Ok(Some(value.clone())),
+            None => store.row_as_of(key, DateTime::<Utc>::MAX_UTC),
+        };
+        match projection.apply(&read, &event, stored.partition, stored.offset) {
+            Ok(changes) => {
+                for change in changes {
+                    batch.put_row(&change.key, event.envelope.time, &change.value);
+                    overlay.insert(change.key, change.value);
+                }
+                sequences.insert(order_id.clone(), event.envelope.sequence);
+                batch.set_sequence(&order_id, event.envelope.sequence);
+            }
+            Err(ApplyError::Store(error)) => return Err(error),
+            Err(ApplyError::Rule(error)) => {
+                tracing::warn!(projection = projection.name(), order_id, correlation_id = %event.envelope.correlation_id, %error, "dead-lettering an event");
+                dead_letter(&mut batch, &mut parked, &stored, Some(order_id), error)?;
+            }
+        }
+    }
+    for (partition, next) in &checkpoints {
+        batch.set_checkpoint(*partition, *next);
+    }
+    store.commit(batch)?;
+    Ok(checkpoints)
+}
+
+fn dead_letter(
+    batch: &mut StoreBatch,
+    parked: &mut HashSet<String>,
+    stored: &StoredRecord,
+    order_id: Option<String>,
+    error: String,
+) -> Result<(), StoreError> {
+    let event_type = stored
+        .record
+        .header("ce_type")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned);
+    if let Some(order_id) = &order_id {
+        batch.park(order_id);
+        parked.insert(order_id.clone());
+    }
+    batch.dead_letter(&DeadLetter {
+        partition: stored.partition,
+        offset: stored.offset,
+        order_id,
+        event_type,
+        error,
+        received_at: Utc::now(),
+        headers: stored.record.headers.clone(),
+        payload: stored.record.value.clone(),
+    })
+}
