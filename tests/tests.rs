@@ -4,3 +4,4 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
 mod layering;
+mod write_to_read;
