@@ -318,3 +318,47 @@ async fn state_restored_from_snapshots_equals_the_fold_of_the_events_topic() {
     let snapshots = read_all(log.as_ref(), SNAPSHOTS).await;
     assert_eq!(snapshots.len(), 15);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_within_the_same_batch_returns_the_original_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    let mut h = start(log.clone(), &dir.path().join("state")).await;
+    let message = CommandMessage {
+        command: Command {
+            command_id: CommandId::parse("twice").unwrap(),
+            order_id: OrderId::parse("order-9").unwrap(),
+            body: place(1),
+        },
+        correlation_id: "corr".into(),
+        reply_to: "test".into(),
+    };
+    let record = OutgoingRecord {
+        topic: COMMANDS.into(),
+        partition: None,
+        record: Record {
+            key: b"order-9".to_vec(),
+            value: Some(serde_json::to_vec(&message).unwrap()),
+            headers: vec![],
+            timestamp_ms: 0,
+        },
+    };
+    // One append: both land before the processor polls, or in one poll.
+    log.append(vec![record.clone(), record]).await.unwrap();
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        let batch = h.replies.poll(10, Duration::from_secs(10)).await.unwrap();
+        assert!(!batch.is_empty(), "missing replies");
+        for stored in batch {
+            replies.push(
+                serde_json::from_slice::<Reply>(stored.record.value.as_ref().unwrap()).unwrap(),
+            );
+        }
+    }
+    let (v1, events1, _) = accepted(&replies[0]);
+    let (v2, events2, _) = accepted(&replies[1]);
+    assert_eq!((v1, v2), (1, 1));
+    assert_eq!(events1.len(), 1);
+    assert_eq!(events1, events2, "the repeat must carry the original event");
+    h.stop().await;
+}

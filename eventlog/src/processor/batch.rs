@@ -67,6 +67,10 @@ impl CommandProcessor {
         // Record where each new event landed, in the order they were sent.
         let mut landed = positions.iter();
         let mut accepted_views: Vec<(u64, Vec<ReplyEvent>)> = Vec::new();
+        // Events of this batch by (order, sequence): a repeat of a command
+        // decided earlier in the batch is answered from here, since its
+        // events are not committed yet and cannot be read back.
+        let mut in_batch: HashMap<(String, u64), ReplyEvent> = HashMap::new();
         for d in &decided {
             if let Decision::Accepted(events) = &d.decision {
                 let mut views = Vec::with_capacity(events.len());
@@ -77,11 +81,16 @@ impl CommandProcessor {
                     if let Some((_, snapshot)) = touched.get_mut(&event.envelope.subject) {
                         snapshot.event_offsets.push(position.offset);
                     }
-                    views.push(ReplyEvent {
+                    let view = ReplyEvent {
                         partition: position.partition,
                         offset: position.offset,
                         cloudevent: event.to_cloudevent_json(),
-                    });
+                    };
+                    in_batch.insert(
+                        (event.envelope.subject.clone(), event.envelope.sequence),
+                        view.clone(),
+                    );
+                    views.push(view);
                 }
                 let version = events.last().map_or(0, |e| e.envelope.sequence);
                 accepted_views.push((version, views));
@@ -97,7 +106,7 @@ impl CommandProcessor {
                     accepted_outcome(version, views)
                 }
                 Decision::Repeat => {
-                    self.repeat_outcome(&d.message, d.partition, &touched)
+                    self.repeat_outcome(&d.message, d.partition, &touched, &in_batch)
                         .await?
                 }
                 Decision::Rejected(rejection) => Outcome::Rejected(rejection.clone()),
@@ -201,6 +210,7 @@ impl CommandProcessor {
         message: &CommandMessage,
         partition: u32,
         touched: &HashMap<String, (u32, Snapshot)>,
+        in_batch: &HashMap<(String, u64), ReplyEvent>,
     ) -> Result<Outcome, LogError> {
         let order_id = message.command.order_id.to_string();
         let Some((_, snapshot)) = touched.get(&order_id) else {
@@ -209,12 +219,16 @@ impl CommandProcessor {
         let Some((first, last)) = snapshot.state.outcome_of(&message.command.command_id) else {
             return Err(LogError::Invalid("a repeat without an outcome".into()));
         };
-        let offsets: Vec<u64> = (first..=last)
-            .filter_map(|seq| snapshot.event_offsets.get((seq - 1) as usize).copied())
-            .collect();
-        let mut views = Vec::with_capacity(offsets.len());
+        let mut views = Vec::new();
         let tp = TopicPartition::new(EVENTS, partition);
-        for offset in offsets {
+        for sequence in first..=last {
+            if let Some(view) = in_batch.get(&(order_id.clone(), sequence)) {
+                views.push(view.clone());
+                continue;
+            }
+            let Some(&offset) = snapshot.event_offsets.get((sequence - 1) as usize) else {
+                continue;
+            };
             self.repeat_reader
                 .assign(vec![(tp.clone(), offset)])
                 .await?;
