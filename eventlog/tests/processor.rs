@@ -70,6 +70,12 @@ async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
 }
 
 impl Harness {
+    /// The high watermark of one events partition.
+    async fn events_high(&self, partition: u32) -> u64 {
+        let tp = TopicPartition::new(EVENTS, partition);
+        self.log.watermarks(&tp).await.unwrap().1
+    }
+
     async fn stop(&mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap();
@@ -187,11 +193,7 @@ async fn commands_are_decided_and_repeats_return_the_original_outcome() {
     );
 
     // The same command id again: the same events, nothing new written.
-    let (_, high_before) = h
-        .log
-        .watermarks(&TopicPartition::new(EVENTS, events[0].0))
-        .await
-        .unwrap();
+    let high_before = h.events_high(events[0].0).await;
     let repeat = h.send("c1", "order-1", place(2)).await;
     assert_eq!(repeat.outcome, placed.outcome);
     // A rejected command repeated gets the same rejection even though it would now differ.
@@ -201,11 +203,7 @@ async fn commands_are_decided_and_repeats_return_the_original_outcome() {
         rejected_code(&h.send("c2", "order-1", confirm("19.99")).await),
         "AMOUNT_MISMATCH"
     );
-    let (_, high_after) = h
-        .log
-        .watermarks(&TopicPartition::new(EVENTS, events[0].0))
-        .await
-        .unwrap();
+    let high_after = h.events_high(events[0].0).await;
     assert_eq!(high_after, high_before + 1, "only c5 wrote an event");
     h.stop().await;
 }

@@ -128,6 +128,17 @@ fn shipped() -> OrderEvent {
     }
 }
 
+/// The whole happy path up to delivery.
+fn delivered() -> Vec<OrderEvent> {
+    vec![
+        placed(1000),
+        paid(1000),
+        reserved(),
+        shipped(),
+        OrderEvent::OrderDelivered,
+    ]
+}
+
 fn confirm(amount: &str) -> CommandBody {
     CommandBody::ConfirmPayment(ConfirmPayment {
         payment_id: "pay-1".to_owned(),
@@ -446,13 +457,7 @@ fn a_confirmed_order_ships_and_then_is_delivered() {
         g.when(CommandBody::DeliverOrder),
         Ok(vec![OrderEvent::OrderDelivered])
     );
-    let g = given(vec![
-        placed(1000),
-        paid(1000),
-        reserved(),
-        shipped(),
-        OrderEvent::OrderDelivered,
-    ]);
+    let g = given(delivered());
     assert_eq!(state_of(&g).status, OrderStatus::Delivered);
     assert!(is_terminal(&g.state));
 }
@@ -641,13 +646,7 @@ fn refund_amount_must_be_positive_and_well_formed() {
 
 #[test]
 fn a_delivered_order_can_still_be_refunded() {
-    let g = given(vec![
-        placed(1000),
-        paid(1000),
-        reserved(),
-        shipped(),
-        OrderEvent::OrderDelivered,
-    ]);
+    let g = given(delivered());
     assert!(g.when(refund("1.00")).is_ok());
 }
 

@@ -95,10 +95,6 @@ impl Snapshot {
         }
     }
 
-    pub fn last_event_offset(&self) -> Option<u64> {
-        self.event_offsets.last().copied()
-    }
-
     pub fn remember_rejection(&mut self, command_id: &str, rejection: RejectionReply) {
         self.rejections.push((command_id.to_owned(), rejection));
         let excess = self
