@@ -76,3 +76,28 @@ pub fn events(
     }
     Ok(out)
 }
+
+/// An order folded from its history entries: the state and the decoded
+/// events that made it, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Folded {
+    pub state: domain::OrderState,
+    pub events: Vec<(RecordedEvent, u32, u64)>,
+}
+
+/// Folds history entries (as `events` returns them) into the order's state.
+pub fn fold(entries: &[HistoryEntry]) -> Result<Folded, StoreError> {
+    let mut state = domain::initial_state();
+    let mut events = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let event = entry
+            .decode()
+            .map_err(|e| StoreError::Corrupt(format!("history entry: {e}")))?;
+        let recorded = event
+            .to_recorded()
+            .map_err(|e| StoreError::Corrupt(format!("history entry: {e}")))?;
+        state = domain::evolve(state, &recorded);
+        events.push((event, entry.partition, entry.offset));
+    }
+    Ok(Folded { state, events })
+}

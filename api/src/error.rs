@@ -1,0 +1,76 @@
+//! The API boundary's errors: every failure reaches the client as a GraphQL
+//! error with a stable `extensions.code`, never with internal details.
+
+use async_graphql::ErrorExtensions;
+use eventlog::processor::RejectionReply;
+
+/// Codes of errors the API itself raises (rejections carry the domain's codes).
+pub const TIMEOUT: &str = "TIMEOUT";
+pub const VALIDATION_FAILED: &str = "VALIDATION_FAILED";
+pub const INTERNAL: &str = "INTERNAL";
+
+/// An error for the client: a code, a message and, for validation, the field.
+///
+/// Deliberately not `Display`: async-graphql turns any `Display` error into
+/// a plain message, and this one must keep its `extensions.code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: VALIDATION_FAILED.into(),
+            message: format!("{field}: {}", message.into()),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self {
+            code: TIMEOUT.into(),
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Logs the details and tells the client only that something failed.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "internal error");
+        Self {
+            code: INTERNAL.into(),
+            message: "internal error; see the server log".into(),
+            field: None,
+        }
+    }
+}
+
+impl From<&RejectionReply> for ApiError {
+    fn from(rejection: &RejectionReply) -> Self {
+        Self {
+            code: rejection.code.clone(),
+            message: rejection.message.clone(),
+            field: rejection.field.clone(),
+        }
+    }
+}
+
+impl ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        async_graphql::Error::new(self.message.clone()).extend_with(|_, extensions| {
+            extensions.set("code", self.code.clone());
+            if let Some(field) = &self.field {
+                extensions.set("field", field.clone());
+            }
+        })
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        error.extend()
+    }
+}

@@ -1,0 +1,175 @@
+//! The command gateway: produces a command to the commands topic and waits
+//! for its reply, which a router task picks off the replies topic for this
+//! API instance. Bounded wait; a timeout says the command may still apply.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use domain::Command;
+use eventlog::processor::{CommandMessage, Reply};
+use eventlog::topics::{COMMANDS, REPLIES};
+use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<Reply>>>>>;
+
+#[derive(Debug)]
+pub struct CommandGateway {
+    log: Arc<dyn EventLog>,
+    /// Replies addressed to this id come back to this instance.
+    instance: String,
+    waiters: Waiters,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl CommandGateway {
+    /// Starts the reply router at the current end of the replies topic (so no
+    /// reply to a command sent after this returns can be missed).
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Arc<Self>, LogError> {
+        let mut assignment = Vec::new();
+        for partition in 0..log.partition_count(REPLIES).await? {
+            let tp = TopicPartition::new(REPLIES, partition);
+            let (_, high) = log.watermarks(&tp).await?;
+            assignment.push((tp, high));
+        }
+        let mut replies = log.consumer().await?;
+        replies.assign(assignment).await?;
+        let gateway = Arc::new(Self {
+            log,
+            instance: uuid::Uuid::new_v4().to_string(),
+            waiters: Arc::default(),
+            timeout,
+            metrics,
+        });
+        let instance = gateway.instance.clone();
+        let waiters = gateway.waiters.clone();
+        tokio::spawn(async move {
+            tokio::pin!(shutdown);
+            loop {
+                let polled = tokio::select! {
+                    _ = &mut shutdown => return,
+                    polled = replies.poll(1000, Duration::from_millis(250)) => polled,
+                };
+                match polled {
+                    Ok(records) => route(
+                        &instance,
+                        &waiters,
+                        records.into_iter().filter_map(|r| r.record.value),
+                    ),
+                    Err(error) => {
+                        tracing::error!(%error, "reply router stopped");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(gateway)
+    }
+
+    /// Sends a command and waits for its outcome.
+    pub async fn send(&self, command: Command, correlation_id: String) -> Result<Reply, ApiError> {
+        let started = Instant::now();
+        let command_id = command.command_id.to_string();
+        let order_id = command.order_id.to_string();
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .map_err(ApiError::internal)?
+            .entry(command_id.clone())
+            .or_default()
+            .push(tx);
+        let message = CommandMessage {
+            command,
+            correlation_id: correlation_id.clone(),
+            reply_to: self.instance.clone(),
+        };
+        let value = serde_json::to_vec(&message).map_err(ApiError::internal)?;
+        let record = Record {
+            key: order_id.as_bytes().to_vec(),
+            value: Some(value),
+            headers: vec![domain::Header::new(
+                "correlation-id",
+                correlation_id.as_str(),
+            )],
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let appended = self
+            .log
+            .append(vec![OutgoingRecord {
+                topic: COMMANDS.into(),
+                partition: None,
+                record,
+            }])
+            .await;
+        if let Err(error) = appended {
+            self.forget(&command_id);
+            return Err(ApiError::internal(error));
+        }
+        let reply = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) | Err(_) => {
+                self.forget(&command_id);
+                self.metrics
+                    .record_command(started.elapsed().as_secs_f64(), "timeout");
+                return Err(ApiError::timeout(format!(
+                    "no reply to command {command_id} within {} ms; it may still be applied: retry with the same idempotencyKey to learn its outcome",
+                    self.timeout.as_millis()
+                )));
+            }
+        };
+        let outcome = match &reply.outcome {
+            eventlog::processor::Outcome::Accepted { .. } => "accepted",
+            eventlog::processor::Outcome::Rejected(_) => "rejected",
+        };
+        self.metrics
+            .record_command(started.elapsed().as_secs_f64(), outcome);
+        tracing::info!(
+            order_id,
+            command_id,
+            correlation_id,
+            outcome,
+            "command answered"
+        );
+        Ok(reply)
+    }
+
+    fn forget(&self, command_id: &str) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            if let Some(list) = waiters.get_mut(command_id) {
+                list.retain(|tx| !tx.is_closed());
+                if list.is_empty() {
+                    waiters.remove(command_id);
+                }
+            }
+        }
+    }
+}
+
+/// Hands each reply addressed to `instance` to everyone waiting on its command id.
+fn route(instance: &str, waiters: &Waiters, values: impl Iterator<Item = Vec<u8>>) {
+    for value in values {
+        let Ok(reply) = serde_json::from_slice::<Reply>(&value) else {
+            continue;
+        };
+        if reply.reply_to != instance {
+            continue;
+        }
+        let Ok(mut waiting) = waiters.lock() else {
+            return;
+        };
+        for tx in waiting.remove(&reply.command_id).unwrap_or_default() {
+            let _ = tx.send(reply.clone());
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The HTTP surface: GraphiQL on `GET /`, GraphQL on `/graphql` (POST;
+//! GET for queries only), subscriptions on `/graphql/ws`, `/health`,
+//! `/ready`, `/metrics`. Bodies are bounded (413), batches are bounded,
+//! malformed JSON is a 400, and with a token every route but the health
+//! checks needs `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, Request};
+use async_graphql_axum::{GraphQLResponse, GraphQLSubscription};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::schema::{AppSchema, AppState, CorrelationHeader};
+use crate::status;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Most operations in one batch request.
+pub const MAX_BATCH: usize = 16;
+
+#[derive(Clone)]
+struct Http {
+    schema: AppSchema,
+    state: Arc<AppState>,
+    auth_token: Option<Arc<str>>,
+}
+
+pub fn router(schema: AppSchema, state: Arc<AppState>, auth_token: Option<String>) -> Router {
+    let http = Http {
+        schema: schema.clone(),
+        state,
+        auth_token: auth_token.map(Arc::from),
+    };
+    let protected = Router::new()
+        .route("/", get(graphiql))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(http.clone(), authorize));
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(http)
+}
+
+fn problem(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "errors": [{ "message": message }] })),
+    )
+        .into_response()
+}
+
+async fn authorize(State(http): State<Http>, request: HttpRequest, next: Next) -> Response {
+    let Some(token) = &http.auth_token else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented == Some(token.as_ref()) {
+        next.run(request).await
+    } else {
+        let mut response = problem(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+}
+
+fn correlation(headers: &HeaderMap) -> CorrelationHeader {
+    CorrelationHeader(
+        headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    )
+}
+
+async fn graphql_post(State(http): State<Http>, headers: HeaderMap, body: Bytes) -> Response {
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(error) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a GraphQL request in JSON: {error}"),
+            )
+        }
+    };
+    let correlation = correlation(&headers);
+    let batch = match batch {
+        BatchRequest::Single(request) => BatchRequest::Single(request.data(correlation)),
+        BatchRequest::Batch(requests) if requests.len() > MAX_BATCH => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                &format!("a batch may hold at most {MAX_BATCH} operations"),
+            );
+        }
+        BatchRequest::Batch(requests) => BatchRequest::Batch(
+            requests
+                .into_iter()
+                .map(|r| r.data(correlation.clone()))
+                .collect(),
+        ),
+    };
+    GraphQLResponse::from(http.schema.execute_batch(batch).await).into_response()
+}
+
+/// GET carries queries only: a mutation over GET could be triggered by a link.
+async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> Response {
+    let request: Request =
+        match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
+            Ok(request) => request,
+            Err(error) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad GraphQL query string: {error}"),
+                )
+            }
+        };
+    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+        let mutation = document
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty == OperationType::Mutation);
+        if mutation {
+            return problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "mutations must be sent with POST",
+            );
+        }
+    }
+    GraphQLResponse::from(
+        http.schema
+            .execute(request.data(correlation(&headers)))
+            .await,
+    )
+    .into_response()
+}
+
+/// Ready when every projection has applied everything in the log.
+async fn ready(State(http): State<Http>) -> Response {
+    let mut behind = serde_json::Map::new();
+    for handle in http.state.read.all() {
+        match status::lag(http.state.log.as_ref(), handle).await {
+            Ok(lag) if lag.events == 0 => {}
+            Ok(lag) => {
+                behind.insert(handle.name.to_owned(), lag.events.into());
+            }
+            Err(error) => {
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("log unavailable: {error}"),
+                )
+            }
+        }
+    }
+    if behind.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "lag": behind })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(http): State<Http>) -> Response {
+    let state = &http.state;
+    for handle in state.read.all() {
+        if let Ok(lag) = status::lag(state.log.as_ref(), handle).await {
+            state
+                .metrics
+                .set_projection(handle.name, lag.events, lag.seconds, lag.applied);
+        }
+        if let Ok(letters) = handle.store.dead_letters() {
+            let oldest = letters.iter().map(|l| l.received_at).min();
+            let age = oldest.map_or(0.0, |t| {
+                (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            state
+                .metrics
+                .set_dead_letters(handle.name, letters.len(), age);
+        }
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,80 @@
+//! The live tail: follows the events topic from its end and broadcasts each
+//! committed event to GraphQL subscriptions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::{OrderEvent, RecordedEvent};
+use eventlog::topics::EVENTS;
+use eventlog::{EventLog, LogError, TopicPartition};
+use projections::customer::{OrderSummary, ORDERS};
+use projections::{ProjectionStore, RowKey};
+use tokio::sync::broadcast;
+
+use crate::schema::types::Event;
+use crate::schema::LiveEvent;
+
+/// Starts the tail at the current end of the events topic.
+pub async fn start(
+    log: Arc<dyn EventLog>,
+    customers: ProjectionStore,
+    sender: broadcast::Sender<LiveEvent>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), LogError> {
+    let mut assignment = Vec::new();
+    for partition in 0..log.partition_count(EVENTS).await? {
+        let tp = TopicPartition::new(EVENTS, partition);
+        assignment.push((tp.clone(), log.watermarks(&tp).await?.1));
+    }
+    let mut consumer = log.consumer().await?;
+    consumer.assign(assignment).await?;
+    tokio::spawn(async move {
+        tokio::pin!(shutdown);
+        loop {
+            let records = tokio::select! {
+                _ = &mut shutdown => return,
+                polled = consumer.poll(1000, Duration::from_millis(250)) => match polled {
+                    Ok(records) => records,
+                    Err(error) => {
+                        tracing::error!(%error, "live tail stopped");
+                        return;
+                    }
+                },
+            };
+            if sender.receiver_count() == 0 {
+                continue;
+            }
+            for stored in records {
+                let Some(payload) = &stored.record.value else {
+                    continue;
+                };
+                let Ok(event) = RecordedEvent::decode(&stored.record.headers, payload) else {
+                    continue;
+                };
+                let customer_id = customer_of(&event, &customers);
+                if let Ok(view) = Event::from_recorded(&event, stored.partition, stored.offset) {
+                    let _ = sender.send(LiveEvent {
+                        event: view,
+                        customer_id,
+                    });
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The customer of an event's order: in the event itself for OrderPlaced,
+/// else from the customer read model.
+fn customer_of(event: &RecordedEvent, customers: &ProjectionStore) -> Option<String> {
+    if let OrderEvent::OrderPlaced(placed) = &event.event {
+        return Some(placed.customer_id.to_string());
+    }
+    let key = RowKey::new(ORDERS, &[&event.envelope.subject]);
+    let row = customers.row_as_of(&key, DateTime::<Utc>::MAX_UTC).ok()??;
+    serde_json::from_slice::<OrderSummary>(&row)
+        .ok()
+        .map(|s| s.customer_id)
+}

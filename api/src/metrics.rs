@@ -1,0 +1,145 @@
+//! Prometheus metrics: command latency, per-projection lag (events and
+//! seconds), applied events and dead letters. Lag is measured at scrape time
+//! from the log's watermarks and each projection's positions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectionLabel {
+    pub projection: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub command_latency: Histogram,
+    pub commands: Family<OutcomeLabel, Counter>,
+    pub lag_events: Family<ProjectionLabel, Gauge>,
+    pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
+    pub applied: Family<ProjectionLabel, Gauge>,
+    pub dead_letters: Family<ProjectionLabel, Gauge>,
+    pub oldest_dead_letter_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("orderstore");
+        let command_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let commands = Family::<OutcomeLabel, Counter>::default();
+        let lag_events = Family::<ProjectionLabel, Gauge>::default();
+        let lag_seconds = Family::<ProjectionLabel, Gauge<f64, AtomicU64>>::default();
+        let applied = Family::<ProjectionLabel, Gauge>::default();
+        let dead_letters = Family::<ProjectionLabel, Gauge>::default();
+        let oldest_dead_letter_seconds =
+            Family::<ProjectionLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "command_latency_seconds",
+            "Time from receiving a mutation to its reply",
+            command_latency.clone(),
+        );
+        registry.register(
+            "commands",
+            "Commands answered, by outcome",
+            commands.clone(),
+        );
+        registry.register(
+            "projection_lag_events",
+            "Events in the log not yet applied",
+            lag_events.clone(),
+        );
+        registry.register(
+            "projection_lag_seconds",
+            "Age of the oldest event not yet applied",
+            lag_seconds.clone(),
+        );
+        registry.register(
+            "projection_applied_events",
+            "Events applied since start",
+            applied.clone(),
+        );
+        registry.register(
+            "projection_dead_letters",
+            "Dead letters parked",
+            dead_letters.clone(),
+        );
+        registry.register(
+            "projection_oldest_dead_letter_seconds",
+            "Age of the oldest dead letter",
+            oldest_dead_letter_seconds.clone(),
+        );
+        Self {
+            registry,
+            command_latency,
+            commands,
+            lag_events,
+            lag_seconds,
+            applied,
+            dead_letters,
+            oldest_dead_letter_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn label(projection: &str) -> ProjectionLabel {
+        ProjectionLabel {
+            projection: projection.to_owned(),
+        }
+    }
+
+    pub fn record_command(&self, seconds: f64, outcome: &str) {
+        self.command_latency.observe(seconds);
+        self.commands
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn set_projection(&self, name: &str, lag: u64, lag_seconds: f64, applied: u64) {
+        let label = Self::label(name);
+        self.lag_events
+            .get_or_create(&label)
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        self.lag_seconds.get_or_create(&label).set(lag_seconds);
+        self.applied
+            .get_or_create(&label)
+            .set(i64::try_from(applied).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_dead_letters(&self, name: &str, count: usize, oldest_seconds: f64) {
+        let label = Self::label(name);
+        self.dead_letters
+            .get_or_create(&label)
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.oldest_dead_letter_seconds
+            .get_or_create(&label)
+            .set(oldest_seconds);
+    }
+
+    /// The Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+/// A counter of applied events, read at scrape time.
+pub fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}

@@ -1,0 +1,54 @@
+//! The GraphQL schema of shared/schema.graphql: queries, mutations and the
+//! live subscription, with depth and complexity limits.
+
+mod customer;
+mod inputs;
+mod mutation;
+mod query;
+mod subscription;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::Schema;
+use eventlog::EventLog;
+use tokio::sync::broadcast;
+
+use crate::gateway::CommandGateway;
+use crate::metrics::Metrics;
+use crate::read_models::ReadModels;
+pub use mutation::Mutation;
+pub use query::Query;
+pub use subscription::{LiveEvent, Subscription};
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+
+/// Deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Most complex query accepted (fields, with list fields weighted).
+pub const MAX_COMPLEXITY: usize = 2_000;
+
+/// Everything a resolver may use.
+#[derive(Debug)]
+pub struct AppState {
+    pub log: Arc<dyn EventLog>,
+    pub gateway: Arc<CommandGateway>,
+    pub read: ReadModels,
+    pub live: broadcast::Sender<LiveEvent>,
+    pub metrics: Arc<Metrics>,
+    /// Longest wait of `consistentWith`.
+    pub consistency_timeout: Duration,
+}
+
+/// The correlation id from the `X-Correlation-Id` header, if any.
+#[derive(Debug, Clone)]
+pub struct CorrelationHeader(pub Option<String>);
+
+pub fn build(state: Arc<AppState>) -> AppSchema {
+    Schema::build(Query, Mutation, Subscription)
+        .data(state)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}

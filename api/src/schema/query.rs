@@ -1,0 +1,270 @@
+//! Queries: orders (folded from the history read model, as of any time),
+//! histories, customers, finance, projection status and dead letters.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Object, Result, ID};
+use chrono::{DateTime, Utc};
+use domain::Currency;
+use projections::{customer, finance, history};
+
+use crate::error::ApiError;
+use crate::schema::customer::Customer;
+use crate::schema::inputs;
+use crate::schema::types::*;
+use crate::schema::AppState;
+use crate::status;
+
+/// Most items one page may ask for.
+pub const MAX_PAGE: i32 = 1000;
+/// Longest finance range, in days.
+pub const MAX_FINANCE_DAYS: i64 = 366;
+
+#[derive(Debug, Default)]
+pub struct Query;
+
+pub(crate) fn page_size(field: &str, first: i32) -> Result<usize, ApiError> {
+    if (1..=MAX_PAGE).contains(&first) {
+        Ok(first as usize)
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("must be between 1 and {MAX_PAGE}"),
+        ))
+    }
+}
+
+fn at(as_of: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    as_of.unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn events_of(folded: &history::Folded) -> Result<Vec<Event>, ApiError> {
+    folded
+        .events
+        .iter()
+        .map(|(e, p, o)| Event::from_recorded(e, *p, *o))
+        .collect()
+}
+
+#[Object]
+impl Query {
+    /// Current state, or the state as of `asOf` (all events with time <= asOf).
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        as_of: Option<DateTime<Utc>>,
+        consistent_with: Option<String>,
+    ) -> Result<Option<Order>> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        let order_id =
+            inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
+        state
+            .read
+            .history
+            .wait_for(consistent_with.as_deref(), state.consistency_timeout)
+            .await?;
+        let entries = history::events(&state.read.history.store, order_id.as_str(), at(as_of))
+            .map_err(ApiError::internal)?;
+        let folded = history::fold(&entries).map_err(ApiError::internal)?;
+        let Some(order) = &folded.state.order else {
+            return Ok(None);
+        };
+        Ok(Some(Order::new(
+            order,
+            folded.state.version,
+            events_of(&folded)?,
+        )))
+    }
+
+    /// Events of one order, oldest first.
+    async fn order_history(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+    ) -> Result<EventConnection> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        let order_id =
+            inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
+        let first = page_size("first", first)?;
+        let after: u64 = match after {
+            Some(cursor) => cursor
+                .parse()
+                .map_err(|_| ApiError::invalid("after", "not a cursor from this connection"))?,
+            None => 0,
+        };
+        let entries = history::events(
+            &state.read.history.store,
+            order_id.as_str(),
+            DateTime::<Utc>::MAX_UTC,
+        )
+        .map_err(ApiError::internal)?;
+        let folded = history::fold(&entries).map_err(ApiError::internal)?;
+        let mut edges = Vec::new();
+        let mut remaining = folded
+            .events
+            .iter()
+            .filter(|(e, _, _)| e.envelope.sequence > after)
+            .peekable();
+        while edges.len() < first {
+            let Some((event, partition, offset)) = remaining.next() else {
+                break;
+            };
+            edges.push(EventEdge {
+                cursor: event.envelope.sequence.to_string(),
+                node: Event::from_recorded(event, *partition, *offset)?,
+            });
+        }
+        let page_info = PageInfo {
+            has_next_page: remaining.peek().is_some(),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        };
+        Ok(EventConnection { edges, page_info })
+    }
+
+    async fn customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        as_of: Option<DateTime<Utc>>,
+        consistent_with: Option<String>,
+    ) -> Result<Option<Customer>> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        let customer_id = domain::CustomerId::parse(id.as_str())
+            .map_err(|e| ApiError::invalid("id", e.reason))?;
+        state
+            .read
+            .customer
+            .wait_for(consistent_with.as_deref(), state.consistency_timeout)
+            .await?;
+        let view = customer::view(&state.read.customer.store, customer_id.as_str(), at(as_of))
+            .map_err(ApiError::internal)?;
+        Ok(view.map(|view| Customer::new(customer_id.to_string(), view)))
+    }
+
+    /// Rows per UTC day (of event time) x currency, inclusive range.
+    async fn finance(
+        &self,
+        ctx: &Context<'_>,
+        from: Date,
+        to: Date,
+        currency: Option<String>,
+        as_of: Option<DateTime<Utc>>,
+        consistent_with: Option<String>,
+    ) -> Result<FinanceReport> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        if to.0 < from.0 {
+            return Err(ApiError::invalid("to", "must not be before from").into());
+        }
+        if (to.0 - from.0).num_days() >= MAX_FINANCE_DAYS {
+            return Err(ApiError::invalid(
+                "to",
+                format!("the range may span at most {MAX_FINANCE_DAYS} days"),
+            )
+            .into());
+        }
+        if let Some(code) = &currency {
+            Currency::parse(code).map_err(|e| ApiError::invalid("currency", e.to_string()))?;
+        }
+        state
+            .read
+            .finance
+            .wait_for(consistent_with.as_deref(), state.consistency_timeout)
+            .await?;
+        let report = finance::report(
+            &state.read.finance.store,
+            from.0,
+            to.0,
+            currency.as_deref(),
+            at(as_of),
+        )
+        .map_err(ApiError::internal)?;
+        let mut totals: std::collections::BTreeMap<String, finance::FinanceTotals> =
+            Default::default();
+        let mut rows = Vec::with_capacity(report.len());
+        for ((day, code), sums) in &report {
+            totals.entry(code.clone()).or_default().add(sums);
+            rows.push(finance_row(Date(*day), code, sums)?);
+        }
+        let totals = totals
+            .iter()
+            .map(|(code, sums)| finance_row(from, code, sums))
+            .collect::<Result<_, _>>()?;
+        Ok(FinanceReport { rows, totals })
+    }
+
+    async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionStatus>> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        let mut out = Vec::new();
+        for handle in state.read.all() {
+            let lag = status::lag(state.log.as_ref(), handle)
+                .await
+                .map_err(ApiError::internal)?;
+            out.push(ProjectionStatus {
+                name: handle.name.to_owned(),
+                version: i32::try_from(handle.version).unwrap_or(i32::MAX),
+                lag: lag.events.to_string(),
+                lag_seconds: Some(lag.seconds),
+                events_applied: lag.applied.to_string(),
+                rebuilding: None,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn dead_letters(
+        &self,
+        ctx: &Context<'_>,
+        projection: Option<String>,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<DeadLetter>> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        let first = page_size("first", first)?;
+        let handles: Vec<_> = match &projection {
+            Some(name) => vec![state.read.by_name(name).ok_or_else(|| {
+                ApiError::invalid("projection", "must be history, customer or finance")
+            })?],
+            None => state.read.all().to_vec(),
+        };
+        let mut out = Vec::new();
+        for handle in handles {
+            for letter in handle.store.dead_letters().map_err(ApiError::internal)? {
+                out.push(DeadLetter {
+                    id: ID(format!(
+                        "{}:{}:{}",
+                        handle.name, letter.partition, letter.offset
+                    )),
+                    projection: handle.name.to_owned(),
+                    partition: i32::try_from(letter.partition).unwrap_or(i32::MAX),
+                    offset: letter.offset.to_string(),
+                    error: letter.error,
+                    event_type: letter.event_type,
+                    received_at: letter.received_at,
+                });
+            }
+        }
+        out.truncate(first);
+        Ok(out)
+    }
+}
+
+fn finance_row(
+    date: Date,
+    code: &str,
+    sums: &finance::FinanceTotals,
+) -> Result<FinanceRow, ApiError> {
+    let money = |minor| Money::of_code(minor, code);
+    Ok(FinanceRow {
+        date,
+        currency: code.to_owned(),
+        orders_placed: i32::try_from(sums.orders_placed).unwrap_or(i32::MAX),
+        gross: money(sums.gross)?,
+        tax: money(sums.tax)?,
+        captured: money(sums.captured)?,
+        refunded: money(sums.refunded)?,
+        net: money(sums.net())?,
+        cancelled: i32::try_from(sums.cancelled).unwrap_or(i32::MAX),
+    })
+}

@@ -1,0 +1,310 @@
+//! The GraphQL object types of shared/schema.graphql, built from domain
+//! and read-model values. Names follow the schema exactly.
+
+use async_graphql::{Enum, Json, Scalar, ScalarType, SimpleObject, Value, ID};
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::{Currency, Money as DomainMoney};
+
+use crate::error::ApiError;
+
+/// A calendar date, "2026-11-27" (the schema's `Date`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Date(pub NaiveDate);
+
+#[Scalar(name = "Date")]
+impl ScalarType for Date {
+    fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
+        match &value {
+            Value::String(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(Date)
+                .map_err(|_| {
+                    async_graphql::InputValueError::custom(format!(
+                        "{text:?} is not a date (YYYY-MM-DD)"
+                    ))
+                }),
+            _ => Err(async_graphql::InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.format("%Y-%m-%d").to_string())
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Money {
+    pub amount: String,
+    pub currency: String,
+}
+
+impl From<DomainMoney> for Money {
+    fn from(money: DomainMoney) -> Self {
+        Self {
+            amount: money.to_decimal_string(),
+            currency: money.currency.to_string(),
+        }
+    }
+}
+
+impl Money {
+    pub fn of(minor: i64, currency: Currency) -> Self {
+        DomainMoney::new(minor, currency).into()
+    }
+
+    /// For read-model rows that keep the currency as its code.
+    pub fn of_code(minor: i64, code: &str) -> Result<Self, ApiError> {
+        let currency = Currency::parse(code).map_err(ApiError::internal)?;
+        Ok(Self::of(minor, currency))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum OrderStatus {
+    Placed,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl From<domain::OrderStatus> for OrderStatus {
+    fn from(status: domain::OrderStatus) -> Self {
+        match status {
+            domain::OrderStatus::Placed => Self::Placed,
+            domain::OrderStatus::Confirmed => Self::Confirmed,
+            domain::OrderStatus::Shipped => Self::Shipped,
+            domain::OrderStatus::Delivered => Self::Delivered,
+            domain::OrderStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum PaymentStatus {
+    Unpaid,
+    Paid,
+    PartiallyRefunded,
+    Refunded,
+}
+
+impl From<domain::PaymentStatus> for PaymentStatus {
+    fn from(status: domain::PaymentStatus) -> Self {
+        match status {
+            domain::PaymentStatus::Unpaid => Self::Unpaid,
+            domain::PaymentStatus::Paid => Self::Paid,
+            domain::PaymentStatus::PartiallyRefunded => Self::PartiallyRefunded,
+            domain::PaymentStatus::Refunded => Self::Refunded,
+        }
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct LineItem {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price: Money,
+}
+
+/// One event in CloudEvents 1.0 terms.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Event {
+    pub id: ID,
+    #[graphql(name = "type")]
+    pub event_type: String,
+    pub source: String,
+    pub subject: String,
+    pub time: DateTime<Utc>,
+    pub sequence: i32,
+    pub schema_version: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub data: Json<serde_json::Value>,
+    pub partition: i32,
+    pub offset: String,
+}
+
+impl Event {
+    /// From the structured JSON form of a CloudEvent and its log position.
+    pub fn from_cloudevent(
+        json: &serde_json::Value,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Self, ApiError> {
+        let text = |name: &str| {
+            json.get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let time = DateTime::parse_from_rfc3339(&text("time"))
+            .map_err(ApiError::internal)?
+            .with_timezone(&Utc);
+        Ok(Self {
+            id: ID(text("id")),
+            event_type: text("type"),
+            source: text("source"),
+            subject: text("subject"),
+            time,
+            sequence: text("sequence").parse().unwrap_or_default(),
+            schema_version: text("schemaversion"),
+            correlation_id: text("correlationid"),
+            causation_id: text("causationid"),
+            data: Json(json.get("data").cloned().unwrap_or(serde_json::Value::Null)),
+            partition: i32::try_from(partition).unwrap_or(i32::MAX),
+            offset: offset.to_string(),
+        })
+    }
+
+    pub fn from_recorded(
+        event: &domain::RecordedEvent,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Self, ApiError> {
+        Self::from_cloudevent(&event.to_cloudevent_json(), partition, offset)
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct EventEdge {
+    pub cursor: String,
+    pub node: Event,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct EventConnection {
+    pub edges: Vec<EventEdge>,
+    pub page_info: PageInfo,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CommandResult {
+    pub order_id: ID,
+    pub version: i32,
+    pub events: Vec<Event>,
+    pub consistency_token: String,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Order {
+    pub id: ID,
+    pub customer_id: ID,
+    pub status: OrderStatus,
+    pub payment_status: PaymentStatus,
+    pub inventory_reserved: bool,
+    pub items: Vec<LineItem>,
+    pub subtotal: Money,
+    pub tax: Money,
+    pub total: Money,
+    pub captured: Money,
+    pub refunded: Money,
+    pub version: i32,
+    pub placed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The events folded into this state.
+    pub history: Vec<Event>,
+}
+
+impl Order {
+    pub fn new(order: &domain::Order, version: u64, history: Vec<Event>) -> Self {
+        let money = |minor| Money::of(minor, order.currency);
+        Self {
+            id: ID(order.id.to_string()),
+            customer_id: ID(order.customer_id.to_string()),
+            status: order.status.into(),
+            payment_status: order.payment_status().into(),
+            inventory_reserved: order.inventory_reserved,
+            items: order
+                .items
+                .iter()
+                .map(|i| LineItem {
+                    sku: i.sku.clone(),
+                    quantity: i32::try_from(i.quantity).unwrap_or(i32::MAX),
+                    unit_price: money(i.unit_price),
+                })
+                .collect(),
+            subtotal: money(order.subtotal),
+            tax: money(order.tax),
+            total: money(order.total),
+            captured: money(order.captured),
+            refunded: money(order.refunded),
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            placed_at: order.placed_at,
+            updated_at: order.updated_at,
+            history,
+        }
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct OrderSummary {
+    pub id: ID,
+    pub status: OrderStatus,
+    pub total: Money,
+    pub placed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct OrderSummaryEdge {
+    pub cursor: String,
+    pub node: OrderSummary,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct OrderSummaryConnection {
+    pub edges: Vec<OrderSummaryEdge>,
+    pub page_info: PageInfo,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct FinanceRow {
+    pub date: Date,
+    pub currency: String,
+    pub orders_placed: i32,
+    pub gross: Money,
+    pub tax: Money,
+    pub captured: Money,
+    pub refunded: Money,
+    pub net: Money,
+    pub cancelled: i32,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct FinanceReport {
+    pub rows: Vec<FinanceRow>,
+    pub totals: Vec<FinanceRow>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RebuildProgress {
+    pub target_version: i32,
+    pub applied: String,
+    pub total: String,
+    pub events_per_second: f64,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub version: i32,
+    pub lag: String,
+    pub lag_seconds: Option<f64>,
+    pub events_applied: String,
+    pub rebuilding: Option<RebuildProgress>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct DeadLetter {
+    pub id: ID,
+    pub projection: String,
+    pub partition: i32,
+    pub offset: String,
+    pub error: String,
+    pub event_type: Option<String>,
+    pub received_at: DateTime<Utc>,
+}

@@ -1,0 +1,324 @@
+//! `orderstore serve`: one node with the embedded log, the command
+//! processor, the three projection workers, the live tail and the HTTP API,
+//! stopped together by one shutdown signal.
+//!
+//! Data directory layout: `log/` (the embedded log), `state/` (the
+//! processor's state store), `projections/<name>/v<N>/` (read models),
+//! `orderstore.json` (settings fixed at creation, such as partitions).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlog::embedded::EmbeddedLog;
+use eventlog::processor::{self, StateStore, SystemClock};
+use eventlog::{topics, EventLog, LogError};
+use projections::worker::{self, Progress, Projection};
+use projections::{customer, finance, history, ProjectionStore};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::gateway::CommandGateway;
+use crate::metrics::Metrics;
+use crate::read_models::{ProjectionHandle, ReadModels};
+use crate::schema::{self, AppState};
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Partitions of a new data directory; an existing one keeps its own.
+    pub partitions: Option<u32>,
+    pub auth_token: Option<String>,
+    /// Allow a non-loopback listen address without a token.
+    pub insecure: bool,
+    pub command_timeout: Duration,
+    pub consistency_timeout: Duration,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            partitions: None,
+            auth_token: None,
+            insecure: false,
+            command_timeout: Duration::from_secs(10),
+            consistency_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub const DEFAULT_PARTITIONS: u32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to serve on {0} without --auth-token; pass --insecure to allow it")]
+    Insecure(SocketAddr),
+    #[error("the data directory {dir} was created with {stored} partitions; --partitions {requested} cannot change that")]
+    Partitions {
+        dir: PathBuf,
+        stored: u32,
+        requested: u32,
+    },
+    #[error(
+        "cannot open {what} in {dir}: {source} (is another orderstore serving this directory?)"
+    )]
+    Open {
+        what: &'static str,
+        dir: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{task} stopped: {message}")]
+    Task { task: &'static str, message: String },
+}
+
+/// Settings fixed when a data directory is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Settings {
+    partitions: u32,
+}
+
+fn settings(dir: &Path, requested: Option<u32>) -> Result<Settings, ServeError> {
+    let path = dir.join("orderstore.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let stored: Settings = serde_json::from_str(&text).map_err(|e| ServeError::Open {
+            what: "settings",
+            dir: dir.into(),
+            source: Box::new(e),
+        })?;
+        if let Some(requested) = requested.filter(|r| *r != stored.partitions) {
+            return Err(ServeError::Partitions {
+                dir: dir.into(),
+                stored: stored.partitions,
+                requested,
+            });
+        }
+        return Ok(stored);
+    }
+    let partitions = requested.unwrap_or(DEFAULT_PARTITIONS).clamp(1, 1024);
+    let settings = Settings { partitions };
+    let text = serde_json::to_string_pretty(&settings).map_err(|e| ServeError::Task {
+        task: "settings",
+        message: e.to_string(),
+    })?;
+    std::fs::write(&path, text)?;
+    Ok(settings)
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+}
+
+fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+fn open_projection(dir: &Path, name: &'static str) -> Result<ProjectionHandle, ServeError> {
+    let path = dir.join("projections").join(name).join("v1");
+    std::fs::create_dir_all(&path)?;
+    let store = ProjectionStore::open(&path).map_err(|e| ServeError::Open {
+        what: "projection store",
+        dir: path.clone(),
+        source: Box::new(e),
+    })?;
+    Ok(ProjectionHandle {
+        name,
+        version: 1,
+        store,
+        progress: Arc::new(Progress::default()),
+    })
+}
+
+/// Starts every part of a node and binds the listener.
+pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
+    if !config.listen.ip().is_loopback() && config.auth_token.is_none() && !config.insecure {
+        return Err(ServeError::Insecure(config.listen));
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let dir = config.data_dir.as_path();
+    let settings = settings(dir, config.partitions)?;
+    let log_dir = dir.join("log");
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(&log_dir).map_err(|e| ServeError::Open {
+            what: "event log",
+            dir: log_dir,
+            source: Box::new(e),
+        })?);
+    for spec in topics::write_side(settings.partitions) {
+        log.create_topic(&spec).await?;
+    }
+    let state_dir = dir.join("state");
+    let store = StateStore::open(&state_dir).map_err(|e| ServeError::Open {
+        what: "state store",
+        dir: state_dir,
+        source: Box::new(e),
+    })?;
+    let read = ReadModels {
+        history: open_projection(dir, "history")?,
+        customer: open_projection(dir, "customer")?,
+        finance: open_projection(dir, "finance")?,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
+
+    let processor_log = log.clone();
+    let processor_stop = signal(&stopped);
+    tasks.push((
+        "command processor",
+        tokio::spawn(async move {
+            processor::run(
+                processor_log,
+                store,
+                Arc::new(SystemClock),
+                500,
+                processor_stop,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        }),
+    ));
+    let projections: [(&ProjectionHandle, Arc<dyn Projection>); 3] = [
+        (&read.history, Arc::new(history::History)),
+        (&read.customer, Arc::new(customer::Customer)),
+        (&read.finance, Arc::new(finance::Finance)),
+    ];
+    for (handle, projection) in projections {
+        let (log, store, progress, stop) = (
+            log.clone(),
+            handle.store.clone(),
+            handle.progress.clone(),
+            signal(&stopped),
+        );
+        tasks.push((
+            handle.name,
+            tokio::spawn(async move {
+                worker::run(projection, log, store, progress, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ));
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let gateway = CommandGateway::start(
+        log.clone(),
+        config.command_timeout,
+        metrics.clone(),
+        signal(&stopped),
+    )
+    .await?;
+    let (live, _) = broadcast::channel(1024);
+    crate::live::start(
+        log.clone(),
+        read.customer.store.clone(),
+        live.clone(),
+        signal(&stopped),
+    )
+    .await?;
+    let state = Arc::new(AppState {
+        log,
+        gateway,
+        read,
+        live,
+        metrics,
+        consistency_timeout: config.consistency_timeout,
+    });
+    let router = crate::http::router(
+        schema::build(state.clone()),
+        state,
+        config.auth_token.clone(),
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let server_stop = signal(&stopped);
+    tasks.push((
+        "http server",
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(server_stop)
+                .await
+                .map_err(|e| e.to_string())
+        }),
+    ));
+    tracing::info!(%addr, partitions = settings.partitions, data_dir = %dir.display(), "serving");
+    Ok(Server { addr, stop, tasks })
+}
+
+impl Server {
+    /// Runs until `shutdown` resolves or a part of the node stops on its own
+    /// (an error); then stops every part and waits for them.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let mut failure = None;
+        {
+            let watched =
+                futures_util::future::select_all(self.tasks.iter_mut().map(|(_, task)| task));
+            tokio::select! {
+                _ = shutdown => {}
+                (result, index, _) = watched => {
+                    let message = match result {
+                        Ok(Ok(())) => "stopped unexpectedly".to_owned(),
+                        Ok(Err(message)) => message,
+                        Err(join) => join.to_string(),
+                    };
+                    failure = Some((index, message));
+                }
+            }
+        }
+        let failed_task = failure.as_ref().map(|(index, _)| *index);
+        self.stop.send_replace(true);
+        for (index, (name, task)) in self.tasks.into_iter().enumerate() {
+            if Some(index) == failed_task {
+                continue;
+            }
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(message))) => {
+                    tracing::error!(task = name, message, "stopped with an error")
+                }
+                Ok(Err(join)) => tracing::error!(task = name, %join, "panicked"),
+                Err(_) => tracing::error!(task = name, "did not stop within 30 s"),
+            }
+        }
+        match failure {
+            Some((_, message)) => Err(ServeError::Task {
+                task: "node",
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the node and waits for every part.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.run_until(async {}).await
+    }
+}

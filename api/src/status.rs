@@ -1,0 +1,49 @@
+//! How far each projection is behind the log: the numbers behind the
+//! `projections` query, `/metrics` and `/ready`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use eventlog::topics::EVENTS;
+use eventlog::{EventLog, LogError, TopicPartition};
+
+use crate::read_models::ProjectionHandle;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    /// Events in the log not yet applied.
+    pub events: u64,
+    /// Age of the oldest event not yet applied (0 when caught up).
+    pub seconds: f64,
+    pub applied: u64,
+}
+
+pub async fn lag(log: &dyn EventLog, projection: &ProjectionHandle) -> Result<Lag, LogError> {
+    let positions = projection.progress.positions();
+    let mut events = 0;
+    let mut oldest_ms: Option<i64> = None;
+    for partition in 0..log.partition_count(EVENTS).await? {
+        let tp = TopicPartition::new(EVENTS, partition);
+        let (low, high) = log.watermarks(&tp).await?;
+        let position = positions.get(&partition).copied().unwrap_or(low).max(low);
+        if position >= high {
+            continue;
+        }
+        events += high - position;
+        let mut consumer = log.consumer().await?;
+        consumer.assign(vec![(tp, position)]).await?;
+        if let Some(first) = consumer.poll(1, Duration::from_millis(100)).await?.first() {
+            let ts = first.record.timestamp_ms;
+            oldest_ms = Some(oldest_ms.map_or(ts, |o: i64| o.min(ts)));
+        }
+    }
+    let seconds = oldest_ms.map_or(0.0, |ms| {
+        ((Utc::now().timestamp_millis() - ms).max(0) as f64) / 1000.0
+    });
+    Ok(Lag {
+        events,
+        seconds,
+        applied: projection.progress.applied.load(Ordering::Relaxed),
+    })
+}
