@@ -3,5 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
+mod support;
+
+mod http_api;
 mod layering;
 mod write_to_read;

@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub insecure: bool,
     pub command_timeout: Duration,
     pub consistency_timeout: Duration,
+    /// Run the command processor here. A node without it serves reads and
+    /// accepts commands for another node to process (with Kafka).
+    pub process_commands: bool,
 }
 
 impl ServeConfig {
@@ -48,6 +51,7 @@ impl ServeConfig {
             insecure: false,
             command_timeout: Duration::from_secs(10),
             consistency_timeout: Duration::from_secs(5),
+            process_commands: true,
         }
     }
 }
@@ -119,11 +123,22 @@ fn settings(dir: &Path, requested: Option<u32>) -> Result<Settings, ServeError> 
 }
 
 /// A running node.
-#[derive(Debug)]
 pub struct Server {
     pub addr: SocketAddr,
+    /// The node's log, for tools and tests that write to it directly.
+    pub log: Arc<dyn EventLog>,
+    /// The GraphQL schema, for executing requests without HTTP.
+    pub schema: schema::AppSchema,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -181,22 +196,24 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
 
-    let processor_log = log.clone();
-    let processor_stop = signal(&stopped);
-    tasks.push((
-        "command processor",
-        tokio::spawn(async move {
-            processor::run(
-                processor_log,
-                store,
-                Arc::new(SystemClock),
-                500,
-                processor_stop,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        }),
-    ));
+    if config.process_commands {
+        let processor_log = log.clone();
+        let processor_stop = signal(&stopped);
+        tasks.push((
+            "command processor",
+            tokio::spawn(async move {
+                processor::run(
+                    processor_log,
+                    store,
+                    Arc::new(SystemClock),
+                    500,
+                    processor_stop,
+                )
+                .await
+                .map_err(|e| e.to_string())
+            }),
+        ));
+    }
     let projections: [(&ProjectionHandle, Arc<dyn Projection>); 3] = [
         (&read.history, Arc::new(history::History)),
         (&read.customer, Arc::new(customer::Customer)),
@@ -236,18 +253,15 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     )
     .await?;
     let state = Arc::new(AppState {
-        log,
+        log: log.clone(),
         gateway,
         read,
         live,
         metrics,
         consistency_timeout: config.consistency_timeout,
     });
-    let router = crate::http::router(
-        schema::build(state.clone()),
-        state,
-        config.auth_token.clone(),
-    );
+    let app_schema = schema::build(state.clone());
+    let router = crate::http::router(app_schema.clone(), state, config.auth_token.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -267,7 +281,13 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         }),
     ));
     tracing::info!(%addr, partitions = settings.partitions, data_dir = %dir.display(), "serving");
-    Ok(Server { addr, stop, tasks })
+    Ok(Server {
+        addr,
+        log,
+        schema: app_schema,
+        stop,
+        tasks,
+    })
 }
 
 impl Server {

@@ -1,0 +1,117 @@
+//! Shared support of the integration tests: an in-process server on port 0
+//! with a temporary data directory, and a small GraphQL client.
+
+use std::time::Duration;
+
+use api::serve::{self, ServeConfig, Server};
+use serde_json::{json, Value};
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub url: String,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, configure).await
+    }
+
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
+        let mut config = ServeConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        config.partitions = Some(4);
+        configure(&mut config);
+        let server = serve::start(config).await.unwrap();
+        let base = format!("http://{}", server.addr);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Self {
+            url: format!("{base}/graphql"),
+            base,
+            server: Some(server),
+            dir,
+            http,
+        }
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Posts a GraphQL request; returns the whole response body.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    /// Stops the server and returns its data directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.server.take().unwrap().shutdown().await.unwrap();
+        self.dir
+    }
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(body: &Value) -> Option<String> {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+pub fn error_field(body: &Value) -> Option<String> {
+    body["errors"][0]["extensions"]["field"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Asserts the response has no errors and returns its data.
+pub fn data(body: Value) -> Value {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+    body["data"].clone()
+}
+
+pub const PLACE: &str = "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { orderId version consistencyToken events { id type sequence time correlationId causationId data partition offset } } }";
+pub const CONFIRM: &str = "mutation($input: ConfirmPaymentInput!) { confirmPayment(input: $input) { version consistencyToken events { type } } }";
+pub const RESERVE: &str = "mutation($input: OrderRefInput!) { reserveInventory(input: $input) { version consistencyToken } }";
+pub const SHIP: &str =
+    "mutation($input: ShipOrderInput!) { shipOrder(input: $input) { version consistencyToken } }";
+pub const DELIVER: &str =
+    "mutation($input: OrderRefInput!) { deliverOrder(input: $input) { version consistencyToken } }";
+pub const CANCEL: &str = "mutation($input: CancelOrderInput!) { cancelOrder(input: $input) { version consistencyToken events { type data } } }";
+pub const REFUND: &str = "mutation($input: RefundPaymentInput!) { refundPayment(input: $input) { version consistencyToken events { type data } } }";
+
+/// A PlaceOrder input: two mugs at 12.50 and a tea at 8.99, 8.25% tax (total 36.79).
+pub fn order_input(order_id: &str, customer: &str) -> Value {
+    json!({ "input": {
+        "orderId": order_id,
+        "customerId": customer,
+        "currency": "USD",
+        "items": [
+            { "sku": "MUG", "quantity": 2, "unitPrice": "12.50" },
+            { "sku": "TEA", "quantity": 1, "unitPrice": "8.99" }
+        ],
+        "taxRateBps": 825
+    }})
+}
+
+pub fn order_ref(order_id: &str) -> Value {
+    json!({ "input": { "orderId": order_id } })
+}
