@@ -5,6 +5,8 @@
 
 mod support;
 
+mod bad_input;
 mod http_api;
 mod layering;
+mod restart;
 mod write_to_read;

@@ -36,7 +36,7 @@ impl CommandGateway {
         timeout: Duration,
         metrics: Arc<Metrics>,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<Arc<Self>, LogError> {
+    ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), LogError> {
         let mut assignment = Vec::new();
         for partition in 0..log.partition_count(REPLIES).await? {
             let tp = TopicPartition::new(REPLIES, partition);
@@ -54,7 +54,7 @@ impl CommandGateway {
         });
         let instance = gateway.instance.clone();
         let waiters = gateway.waiters.clone();
-        tokio::spawn(async move {
+        let router = tokio::spawn(async move {
             tokio::pin!(shutdown);
             loop {
                 let polled = tokio::select! {
@@ -74,7 +74,7 @@ impl CommandGateway {
                 }
             }
         });
-        Ok(gateway)
+        Ok((gateway, router))
     }
 
     /// Sends a command and waits for its outcome.

@@ -22,7 +22,7 @@ pub async fn start(
     customers: ProjectionStore,
     sender: broadcast::Sender<LiveEvent>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), LogError> {
+) -> Result<tokio::task::JoinHandle<()>, LogError> {
     let mut assignment = Vec::new();
     for partition in 0..log.partition_count(EVENTS).await? {
         let tp = TopicPartition::new(EVENTS, partition);
@@ -30,7 +30,7 @@ pub async fn start(
     }
     let mut consumer = log.consumer().await?;
     consumer.assign(assignment).await?;
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         tokio::pin!(shutdown);
         loop {
             let records = tokio::select! {
@@ -62,8 +62,7 @@ pub async fn start(
                 }
             }
         }
-    });
-    Ok(())
+    }))
 }
 
 /// The customer of an event's order: in the event itself for OrderPlaced,

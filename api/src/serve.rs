@@ -6,8 +6,10 @@
 //! processor's state store), `projections/<name>/v<N>/` (read models),
 //! `orderstore.json` (settings fixed at creation, such as partitions).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +131,8 @@ pub struct Server {
     pub log: Arc<dyn EventLog>,
     /// The GraphQL schema, for executing requests without HTTP.
     pub schema: schema::AppSchema,
+    /// Resolves when the log's files are flushed and released.
+    log_closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
 }
@@ -173,12 +177,13 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     let dir = config.data_dir.as_path();
     let settings = settings(dir, config.partitions)?;
     let log_dir = dir.join("log");
-    let log: Arc<dyn EventLog> =
-        Arc::new(EmbeddedLog::open(&log_dir).map_err(|e| ServeError::Open {
-            what: "event log",
-            dir: log_dir,
-            source: Box::new(e),
-        })?);
+    let embedded = EmbeddedLog::open(&log_dir).map_err(|e| ServeError::Open {
+        what: "event log",
+        dir: log_dir,
+        source: Box::new(e),
+    })?;
+    let log_closed = Box::pin(embedded.closed());
+    let log: Arc<dyn EventLog> = Arc::new(embedded);
     for spec in topics::write_side(settings.partitions) {
         log.create_topic(&spec).await?;
     }
@@ -237,7 +242,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     }
 
     let metrics = Arc::new(Metrics::default());
-    let gateway = CommandGateway::start(
+    let (gateway, reply_router) = CommandGateway::start(
         log.clone(),
         config.command_timeout,
         metrics.clone(),
@@ -245,13 +250,19 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     )
     .await?;
     let (live, _) = broadcast::channel(1024);
-    crate::live::start(
+    let live_tail = crate::live::start(
         log.clone(),
         read.customer.store.clone(),
         live.clone(),
         signal(&stopped),
     )
     .await?;
+    for (name, handle) in [("reply router", reply_router), ("live tail", live_tail)] {
+        tasks.push((
+            name,
+            tokio::spawn(async move { handle.await.map_err(|e| e.to_string()) }),
+        ));
+    }
     let state = Arc::new(AppState {
         log: log.clone(),
         gateway,
@@ -285,6 +296,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         addr,
         log,
         schema: app_schema,
+        log_closed,
         stop,
         tasks,
     })
@@ -293,14 +305,18 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
 impl Server {
     /// Runs until `shutdown` resolves or a part of the node stops on its own
     /// (an error); then stops every part and waits for them.
-    pub async fn run_until(
-        mut self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<(), ServeError> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Server {
+            log,
+            schema,
+            log_closed,
+            stop,
+            mut tasks,
+            ..
+        } = self;
         let mut failure = None;
         {
-            let watched =
-                futures_util::future::select_all(self.tasks.iter_mut().map(|(_, task)| task));
+            let watched = futures_util::future::select_all(tasks.iter_mut().map(|(_, task)| task));
             tokio::select! {
                 _ = shutdown => {}
                 (result, index, _) = watched => {
@@ -314,8 +330,8 @@ impl Server {
             }
         }
         let failed_task = failure.as_ref().map(|(index, _)| *index);
-        self.stop.send_replace(true);
-        for (index, (name, task)) in self.tasks.into_iter().enumerate() {
+        stop.send_replace(true);
+        for (index, (name, task)) in tasks.into_iter().enumerate() {
             if Some(index) == failed_task {
                 continue;
             }
@@ -327,6 +343,14 @@ impl Server {
                 Ok(Err(join)) => tracing::error!(task = name, %join, "panicked"),
                 Err(_) => tracing::error!(task = name, "did not stop within 30 s"),
             }
+        }
+        // The last handles go; the log's writer flushes and releases its files.
+        drop((log, schema));
+        if tokio::time::timeout(Duration::from_secs(30), log_closed)
+            .await
+            .is_err()
+        {
+            tracing::error!("the event log was not released within 30 s");
         }
         match failure {
             Some((_, message)) => Err(ServeError::Task {

@@ -56,6 +56,8 @@ struct Shared {
     writes: mpsc::UnboundedSender<WriteRequest>,
     /// Bumped after every durable commit; consumers wait on it.
     committed: watch::Receiver<u64>,
+    /// Turns true once the writer has flushed and released the database.
+    closed: watch::Receiver<bool>,
     /// One open transaction at a time (one transactional producer).
     transaction: Arc<tokio::sync::Mutex<()>>,
 }
@@ -98,13 +100,13 @@ impl EmbeddedLog {
         let (writes, requests) = mpsc::unbounded_channel();
         let (notify, committed) = watch::channel(0);
         let durable = Arc::new(RwLock::new(next.clone()));
-        tokio::spawn(writer::run(
-            db,
-            tree.clone(),
-            requests,
-            durable.clone(),
-            notify,
-        ));
+        let (closed_tx, closed) = watch::channel(false);
+        let writer = writer::run(db, tree.clone(), requests, durable.clone(), notify);
+        tokio::spawn(async move {
+            // `run` owns the database: when it returns, the files are released.
+            writer.await;
+            closed_tx.send_replace(true);
+        });
         let shared = Shared {
             tree,
             topics: RwLock::new(topics),
@@ -115,11 +117,21 @@ impl EmbeddedLog {
             }),
             writes,
             committed,
+            closed,
             transaction: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok(Self {
             shared: Arc::new(shared),
         })
+    }
+
+    /// Resolves once every handle is dropped and the database is flushed
+    /// and released, so the directory can be opened again.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.shared.closed.clone();
+        async move {
+            let _ = closed.wait_for(|c| *c).await;
+        }
     }
 
     fn topic(&self, name: &str) -> Result<TopicMeta, LogError> {

@@ -1,0 +1,220 @@
+//! Bad input over HTTP: a clear error, the right status, nothing written,
+//! nothing panics.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+async fn post_body(s: &TestServer, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let response = s
+        .http
+        .post(&s.url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_overlarge_requests_are_refused_over_http() {
+    let s = TestServer::start().await;
+    let (status, text) = post_body(&s, "{ not json").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not a GraphQL request"), "{text}");
+
+    let huge = json!({ "query": "{ __typename }", "variables": { "pad": "x".repeat(300 * 1024) } })
+        .to_string();
+    let (status, _) = post_body(&s, huge).await;
+    assert_eq!(status, 413);
+
+    let batch: Vec<Value> = (0..17)
+        .map(|_| json!({ "query": "{ __typename }" }))
+        .collect();
+    let (status, text) = post_body(&s, Value::Array(batch).to_string()).await;
+    assert_eq!(status, 400, "{text}");
+    let small: Vec<Value> = (0..2)
+        .map(|_| json!({ "query": "{ __typename }" }))
+        .collect();
+    let (status, text) = post_body(&s, Value::Array(small).to_string()).await;
+    assert_eq!((status, text.matches("Query").count()), (200, 2), "{text}");
+
+    let mutation = "mutation { deliverOrder(input: {orderId: \"x\"}) { version } }";
+    let response = s
+        .http
+        .get(reqwest::Url::parse_with_params(&s.url, &[("query", mutation)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let response = s
+        .http
+        .get(reqwest::Url::parse_with_params(&s.url, &[("query", "{ __typename }")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_deep_and_over_complex_queries_are_rejected_with_a_clear_error() {
+    let s = TestServer::start().await;
+    let levels = 14;
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
+        "ofType { ".repeat(levels),
+        " }".repeat(levels)
+    );
+    let body = s.gql(&deep, json!({})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too deep"),
+        "{body}"
+    );
+    let wide: String = (0..1100)
+        .map(|i| format!("a{i}: order(id: \"x\") {{ id }} "))
+        .collect();
+    let body = s.gql(&format!("{{ {wide} }}"), json!({})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex"),
+        "{body}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_owned_fields_are_validated_and_name_their_field() {
+    let s = TestServer::start().await;
+    let mut bad_key = order_input("v1", "ivy");
+    bad_key["input"]["idempotencyKey"] = json!("has space");
+    let mut bad_correlation = order_input("v1", "ivy");
+    bad_correlation["input"]["correlationId"] = json!("");
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (PLACE, order_input("bad id!", "ivy"), "orderId"),
+        (PLACE, bad_key, "idempotencyKey"),
+        (PLACE, bad_correlation, "correlationId"),
+        (PLACE, order_input("v1", ""), "customerId"),
+        (RESERVE, order_ref(""), "orderId"),
+    ];
+    for (mutation, variables, field) in cases {
+        let body = s.gql(mutation, variables).await;
+        assert_eq!(
+            error_code(&body).as_deref(),
+            Some("VALIDATION_FAILED"),
+            "{body}"
+        );
+        assert_eq!(error_field(&body).as_deref(), Some(field), "{body}");
+    }
+    let mut wrong_item = order_input("v1", "ivy");
+    wrong_item["input"]["items"][1]["quantity"] = json!(0);
+    let body = s.gql(PLACE, wrong_item).await;
+    assert_eq!(
+        error_field(&body).as_deref(),
+        Some("items[1].quantity"),
+        "{body}"
+    );
+
+    let queries = [
+        ("{ orderHistory(id: \"v1\", first: 0) { edges { cursor } } }", "first"),
+        ("{ orderHistory(id: \"v1\", after: \"zz\") { edges { cursor } } }", "after"),
+        ("{ order(id: \"a b\") { id } }", "id"),
+        ("{ finance(from: \"2026-02-01\", to: \"2026-01-01\") { rows { date } } }", "to"),
+        ("{ finance(from: \"2020-01-01\", to: \"2026-01-01\") { rows { date } } }", "to"),
+        ("{ finance(from: \"2026-01-01\", to: \"2026-01-02\", currency: \"XYZ\") { rows { date } } }", "currency"),
+        ("{ deadLetters(projection: \"nope\") { id } }", "projection"),
+    ];
+    for (query, field) in queries {
+        let body = s.gql(query, json!({})).await;
+        assert_eq!(
+            error_field(&body).as_deref(),
+            Some(field),
+            "{query}: {body}"
+        );
+    }
+    let body = s
+        .gql(
+            "{ finance(from: \"yesterday\", to: \"2026-01-01\") { rows { date } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a date"),
+        "{body}"
+    );
+    // Nothing was written by any of it.
+    assert_eq!(
+        data(s.gql("{ order(id: \"v1\") { id } }", json!({})).await)["order"],
+        Value::Null
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_protects_every_route_but_health_and_ready() {
+    let s = TestServer::start_with(|c| c.auth_token = Some("s3cret".into())).await;
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = s.http.get(format!("{}{path}", s.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get("/health", None).await.unwrap().status().as_u16(), 200);
+    assert_eq!(get("/ready", None).await.unwrap().status().as_u16(), 200);
+    for path in ["/", "/metrics", "/graphql?query=%7B__typename%7D"] {
+        assert_eq!(
+            get(path, None).await.unwrap().status().as_u16(),
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            get(path, Some("wrong")).await.unwrap().status().as_u16(),
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            get(path, Some("s3cret")).await.unwrap().status().as_u16(),
+            200,
+            "{path}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_or_inconsistent_settings_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        api::serve::ServeConfig::new(dir.path().to_path_buf(), "0.0.0.0:0".parse().unwrap());
+    let refused = api::serve::start(config.clone()).await.unwrap_err();
+    assert!(refused.to_string().contains("--auth-token"), "{refused}");
+
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.partitions = Some(3);
+    api::serve::start(config.clone())
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    config.partitions = Some(5);
+    let refused = api::serve::start(config.clone()).await.unwrap_err();
+    assert!(refused.to_string().contains("3 partitions"), "{refused}");
+    // Without the flag the stored count is used.
+    config.partitions = None;
+    let server = api::serve::start(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.shutdown().await.unwrap();
+}
