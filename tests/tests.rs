@@ -9,4 +9,5 @@ mod bad_input;
 mod http_api;
 mod layering;
 mod restart;
+mod schema_contract;
 mod write_to_read;

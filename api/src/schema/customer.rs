@@ -42,11 +42,11 @@ impl Customer {
     /// Orders oldest first; the cursor is the order id.
     async fn orders(
         &self,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
         status: Option<OrderStatus>,
     ) -> Result<OrderSummaryConnection> {
-        let first = page_size("first", first)?;
+        let first = page_size("first", first, 50)?;
         let mut matching = self
             .view
             .orders

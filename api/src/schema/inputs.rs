@@ -25,7 +25,7 @@ pub struct PlaceOrderInput {
     pub currency: String,
     pub items: Vec<LineItemInput>,
     #[graphql(default = 0)]
-    pub tax_rate_bps: i32,
+    pub tax_rate_bps: Option<i32>,
     pub idempotency_key: Option<String>,
     pub correlation_id: Option<String>,
 }
@@ -133,7 +133,7 @@ impl PlaceOrderInput {
                     unit_price: i.unit_price.clone(),
                 })
                 .collect(),
-            tax_rate_bps: i64::from(self.tax_rate_bps),
+            tax_rate_bps: i64::from(self.tax_rate_bps.unwrap_or(0)),
         })
     }
 }

@@ -52,3 +52,8 @@ pub fn build(state: Arc<AppState>) -> AppSchema {
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
 }
+
+/// The schema's SDL, for the contract and snapshot tests and for tooling.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, Subscription).finish().sdl()
+}

@@ -23,7 +23,9 @@ pub const MAX_FINANCE_DAYS: i64 = 366;
 #[derive(Debug, Default)]
 pub struct Query;
 
-pub(crate) fn page_size(field: &str, first: i32) -> Result<usize, ApiError> {
+/// A page size; null means the field's default.
+pub(crate) fn page_size(field: &str, first: Option<i32>, default: i32) -> Result<usize, ApiError> {
+    let first = first.unwrap_or(default);
     if (1..=MAX_PAGE).contains(&first) {
         Ok(first as usize)
     } else {
@@ -82,13 +84,13 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        #[graphql(default = 100)] first: i32,
+        #[graphql(default = 100)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<EventConnection> {
         let state = ctx.data::<Arc<AppState>>()?;
         let order_id =
             inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
-        let first = page_size("first", first)?;
+        let first = page_size("first", first, 100)?;
         let after: u64 = match after {
             Some(cursor) => cursor
                 .parse()
@@ -218,10 +220,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         projection: Option<String>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
     ) -> Result<Vec<DeadLetter>> {
         let state = ctx.data::<Arc<AppState>>()?;
-        let first = page_size("first", first)?;
+        let first = page_size("first", first, 50)?;
         let handles: Vec<_> = match &projection {
             Some(name) => vec![state.read.by_name(name).ok_or_else(|| {
                 ApiError::invalid("projection", "must be history, customer or finance")

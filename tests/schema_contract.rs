@@ -1,0 +1,104 @@
+//! The GraphQL contract: every type, field, argument, input field and enum
+//! value of `../shared/schema.graphql` exists in the served schema with the
+//! same type; and the served SDL matches its committed snapshot
+//! (`api/schema.snapshot.graphql`; rewrite with ORDERSTORE_WRITE_SNAPSHOTS=1).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use async_graphql::parser::parse_schema;
+use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+
+/// An input's type with its default, e.g. `Int = 100`.
+fn input_type(value: &async_graphql::parser::types::InputValueDefinition) -> String {
+    match &value.default_value {
+        Some(default) => format!("{} = {}", value.ty.node, default.node),
+        None => value.ty.node.to_string(),
+    }
+}
+
+/// type name -> member name -> type (fields, arguments as `field(arg)`, input fields, enum values).
+fn members(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let document = parse_schema(sdl).unwrap();
+    let mut out = BTreeMap::new();
+    for definition in document.definitions {
+        let TypeSystemDefinition::Type(ty) = definition else {
+            continue;
+        };
+        let mut members = BTreeMap::new();
+        match &ty.node.kind {
+            TypeKind::Object(object) => {
+                for field in &object.fields {
+                    let name = field.node.name.node.to_string();
+                    for argument in &field.node.arguments {
+                        members.insert(
+                            format!("{name}({})", argument.node.name.node),
+                            argument.node.ty.node.to_string(),
+                        );
+                    }
+                    members.insert(name, field.node.ty.node.to_string());
+                }
+            }
+            TypeKind::InputObject(input) => {
+                for field in &input.fields {
+                    members.insert(
+                        field.node.name.node.to_string(),
+                        field.node.ty.node.to_string(),
+                    );
+                }
+            }
+            TypeKind::Enum(values) => {
+                for value in &values.values {
+                    members.insert(value.node.value.node.to_string(), String::new());
+                }
+            }
+            _ => {}
+        }
+        out.insert(ty.node.name.node.to_string(), members);
+    }
+    out
+}
+
+#[test]
+fn the_served_schema_keeps_every_name_and_type_of_the_contract() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schema.graphql");
+    let contract = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the contract {} is missing: {e}", path.display()));
+    let served = members(&api::schema::sdl());
+    let mut problems = Vec::new();
+    for (type_name, expected) in members(&contract) {
+        let Some(actual) = served.get(&type_name) else {
+            problems.push(format!("type {type_name} is missing"));
+            continue;
+        };
+        for (member, ty) in expected {
+            match actual.get(&member) {
+                None => problems.push(format!("{type_name}.{member} is missing")),
+                Some(found) if *found != ty => problems.push(format!(
+                    "{type_name}.{member} is {found}, the contract says {ty}"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the served schema breaks the contract:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_served_schema_matches_its_snapshot() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("api/schema.snapshot.graphql");
+    let sdl = api::schema::sdl();
+    if std::env::var_os("ORDERSTORE_WRITE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &sdl).unwrap();
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        snapshot == sdl,
+        "the schema changed; review and rewrite {} with ORDERSTORE_WRITE_SNAPSHOTS=1",
+        path.display()
+    );
+}
