@@ -33,7 +33,7 @@ fn members(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
                     for argument in &field.node.arguments {
                         members.insert(
                             format!("{name}({})", argument.node.name.node),
-                            argument.node.ty.node.to_string(),
+                            input_type(&argument.node),
                         );
                     }
                     members.insert(name, field.node.ty.node.to_string());
@@ -43,7 +43,7 @@ fn members(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
                 for field in &input.fields {
                     members.insert(
                         field.node.name.node.to_string(),
-                        field.node.ty.node.to_string(),
+                        input_type(&field.node),
                     );
                 }
             }
