@@ -409,6 +409,16 @@ async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing() {
             .await,
     );
     assert_eq!(history_only["deadLetters"].as_array().unwrap().len(), 2);
+    // Each projection also sent its two dead letters to its DLQ topic, with the original bytes.
+    for projection in ["history", "customer", "finance"] {
+        let topic = eventlog::topics::dlq(projection);
+        let mut total = 0;
+        for partition in 0..4 {
+            let tp = eventlog::TopicPartition::new(&topic, partition);
+            total += s.server().log.watermarks(&tp).await.unwrap().1;
+        }
+        assert_eq!(total, 2, "{topic}");
+    }
     let metrics = s
         .http
         .get(format!("{}/metrics", s.base))
@@ -446,5 +456,68 @@ async fn the_subscription_streams_events_of_one_order() {
         value["orderEvents"],
         json!({ "type": "com.orderstore.order.placed", "subject": "live-1", "sequence": 1 })
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_streams_a_customers_events_over_websocket() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = TestServer::start().await;
+    let mut request = format!("ws://{}/graphql/ws", s.server().addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let next_json = async |socket: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Message::Text(text) = message {
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
+        }
+    };
+    socket
+        .send(Message::text(
+            json!({ "type": "connection_init" }).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
+    let subscribe = json!({
+        "id": "1",
+        "type": "subscribe",
+        "payload": { "query": "subscription { orderEvents(customerId: \"ws-customer\") { type subject } }" }
+    });
+    socket
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    place(&s, "ws-other", "someone-else").await;
+    place(&s, "ws-1", "ws-customer").await;
+    ok(&s, RESERVE, order_ref("ws-1")).await;
+    let first = next_json(&mut socket).await;
+    assert_eq!(first["type"], "next", "{first}");
+    assert_eq!(
+        first["payload"]["data"]["orderEvents"],
+        json!({ "type": "com.orderstore.order.placed", "subject": "ws-1" })
+    );
+    // Later events of the customer's order are matched through the customer read model.
+    let second = next_json(&mut socket).await;
+    assert_eq!(
+        second["payload"]["data"]["orderEvents"]["type"], "com.orderstore.inventory.reserved",
+        "{second}"
+    );
+    socket.close(None).await.unwrap();
     s.stop().await;
 }

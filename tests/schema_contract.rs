@@ -41,10 +41,7 @@ fn members(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
             }
             TypeKind::InputObject(input) => {
                 for field in &input.fields {
-                    members.insert(
-                        field.node.name.node.to_string(),
-                        input_type(&field.node),
-                    );
+                    members.insert(field.node.name.node.to_string(), input_type(&field.node));
                 }
             }
             TypeKind::Enum(values) => {

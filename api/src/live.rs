@@ -1,6 +1,7 @@
 //! The live tail: follows the events topic from its end and broadcasts each
 //! committed event to GraphQL subscriptions.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub async fn start(
     consumer.assign(assignment).await?;
     Ok(tokio::spawn(async move {
         tokio::pin!(shutdown);
+        let mut customers_of = CustomerCache::default();
         loop {
             let records = tokio::select! {
                 _ = &mut shutdown => return,
@@ -53,7 +55,7 @@ pub async fn start(
                 let Ok(event) = RecordedEvent::decode(&stored.record.headers, payload) else {
                     continue;
                 };
-                let customer_id = customer_of(&event, &customers);
+                let customer_id = customers_of.customer_of(&event, &customers);
                 if let Ok(view) = Event::from_recorded(&event, stored.partition, stored.offset) {
                     let _ = sender.send(LiveEvent {
                         event: view,
@@ -65,15 +67,37 @@ pub async fn start(
     }))
 }
 
-/// The customer of an event's order: in the event itself for OrderPlaced,
-/// else from the customer read model.
-fn customer_of(event: &RecordedEvent, customers: &ProjectionStore) -> Option<String> {
-    if let OrderEvent::OrderPlaced(placed) = &event.event {
-        return Some(placed.customer_id.to_string());
+/// Orders seen placed by this tail, and their customers (bounded).
+#[derive(Debug, Default)]
+struct CustomerCache {
+    by_order: HashMap<String, String>,
+}
+
+const CACHE_LIMIT: usize = 100_000;
+
+impl CustomerCache {
+    /// The customer of an event's order: in the event for OrderPlaced, else
+    /// remembered from it, else from the customer read model.
+    fn customer_of(
+        &mut self,
+        event: &RecordedEvent,
+        customers: &ProjectionStore,
+    ) -> Option<String> {
+        let order_id = &event.envelope.subject;
+        if let OrderEvent::OrderPlaced(placed) = &event.event {
+            if self.by_order.len() >= CACHE_LIMIT {
+                self.by_order.clear();
+            }
+            self.by_order
+                .insert(order_id.clone(), placed.customer_id.to_string());
+        }
+        if let Some(customer) = self.by_order.get(order_id) {
+            return Some(customer.clone());
+        }
+        let key = RowKey::new(ORDERS, &[order_id]);
+        let row = customers.row_as_of(&key, DateTime::<Utc>::MAX_UTC).ok()??;
+        serde_json::from_slice::<OrderSummary>(&row)
+            .ok()
+            .map(|s| s.customer_id)
     }
-    let key = RowKey::new(ORDERS, &[&event.envelope.subject]);
-    let row = customers.row_as_of(&key, DateTime::<Utc>::MAX_UTC).ok()??;
-    serde_json::from_slice::<OrderSummary>(&row)
-        .ok()
-        .map(|s| s.customer_id)
 }

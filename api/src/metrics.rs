@@ -2,7 +2,7 @@
 //! seconds), applied events and dead letters. Lag is measured at scrape time
 //! from the log's watermarks and each projection's positions.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +28,7 @@ pub struct Metrics {
     pub commands: Family<OutcomeLabel, Counter>,
     pub lag_events: Family<ProjectionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
-    pub applied: Family<ProjectionLabel, Gauge>,
+    pub applied: Family<ProjectionLabel, Counter>,
     pub dead_letters: Family<ProjectionLabel, Gauge>,
     pub oldest_dead_letter_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
 }
@@ -40,7 +40,7 @@ impl Default for Metrics {
         let commands = Family::<OutcomeLabel, Counter>::default();
         let lag_events = Family::<ProjectionLabel, Gauge>::default();
         let lag_seconds = Family::<ProjectionLabel, Gauge<f64, AtomicU64>>::default();
-        let applied = Family::<ProjectionLabel, Gauge>::default();
+        let applied = Family::<ProjectionLabel, Counter>::default();
         let dead_letters = Family::<ProjectionLabel, Gauge>::default();
         let oldest_dead_letter_seconds =
             Family::<ProjectionLabel, Gauge<f64, AtomicU64>>::default();
@@ -66,7 +66,7 @@ impl Default for Metrics {
         );
         registry.register(
             "projection_applied_events",
-            "Events applied since start",
+            "Events applied since start (rate() gives events/s)",
             applied.clone(),
         );
         registry.register(
@@ -114,9 +114,9 @@ impl Metrics {
             .get_or_create(&label)
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
         self.lag_seconds.get_or_create(&label).set(lag_seconds);
-        self.applied
-            .get_or_create(&label)
-            .set(i64::try_from(applied).unwrap_or(i64::MAX));
+        // The worker's count is the truth; the counter catches up to it.
+        let counter = self.applied.get_or_create(&label);
+        counter.inc_by(applied.saturating_sub(counter.get()));
     }
 
     pub fn set_dead_letters(&self, name: &str, count: usize, oldest_seconds: f64) {
@@ -137,9 +137,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// A counter of applied events, read at scrape time.
-pub fn load(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
 }

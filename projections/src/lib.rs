@@ -12,5 +12,5 @@ pub mod history;
 pub mod store;
 pub mod worker;
 
-pub use store::{ProjectionStore, RowKey};
+pub use store::{DeadLetter, ProjectionStore, RowKey};
 pub use worker::{ApplyError, Change, Projection};

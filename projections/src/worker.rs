@@ -104,6 +104,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let partitions = log.partition_count(EVENTS).await?;
+    let dlq_topic = eventlog::topics::dlq(projection.name());
+    log.create_topic(&eventlog::TopicSpec {
+        name: dlq_topic.clone(),
+        partitions,
+        compacted: false,
+    })
+    .await?;
     let mut assignment = Vec::new();
     let mut positions = BTreeMap::new();
     for p in 0..partitions {
@@ -128,7 +135,19 @@ pub async fn run(
             continue;
         }
         let count = records.len() as u64;
-        let checkpoints = apply_batch(projection.as_ref(), &store, records)?;
+        let prepared = prepare_batch(projection.as_ref(), &store, records)?;
+        // Dead letters reach the DLQ topic before the batch commits: after a
+        // crash in between they are sent again (at least once), never lost.
+        if !prepared.dead_letters.is_empty() {
+            log.append(dlq_records(
+                &dlq_topic,
+                projection.name(),
+                &prepared.dead_letters,
+            ))
+            .await?;
+        }
+        store.commit(prepared.batch)?;
+        let checkpoints = prepared.checkpoints;
         progress.applied.fetch_add(count, Ordering::Relaxed);
         progress
             .positions
@@ -138,13 +157,34 @@ pub async fn run(
     Ok(())
 }
 
-/// Applies one batch; returns the new checkpoints.
+/// One batch ready to commit: the store changes, the new checkpoints and
+/// the dead letters among them (which the worker also sends to the DLQ topic).
+#[derive(Debug)]
+pub struct PreparedBatch {
+    pub batch: StoreBatch,
+    pub checkpoints: BTreeMap<u32, u64>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Applies one batch to the store; returns the new checkpoints.
 pub fn apply_batch(
     projection: &dyn Projection,
     store: &ProjectionStore,
     records: Vec<StoredRecord>,
 ) -> Result<BTreeMap<u32, u64>, StoreError> {
+    let prepared = prepare_batch(projection, store, records)?;
+    store.commit(prepared.batch)?;
+    Ok(prepared.checkpoints)
+}
+
+/// Decides the changes of one batch without writing them.
+pub fn prepare_batch(
+    projection: &dyn Projection,
+    store: &ProjectionStore,
+    records: Vec<StoredRecord>,
+) -> Result<PreparedBatch, StoreError> {
     let mut batch = StoreBatch::default();
+    let mut dead_letters = Vec::new();
     let mut overlay: HashMap<RowKey, Vec<u8>> = HashMap::new();
     let mut sequences: HashMap<String, u64> = HashMap::new();
     let mut parked: HashSet<String> = HashSet::new();
@@ -163,14 +203,28 @@ pub fn apply_batch(
         let event = match decoded {
             Ok(event) => event,
             Err(error) => {
-                dead_letter(&mut batch, &mut parked, &stored, key_text, error)?;
+                dead_letter(
+                    &mut batch,
+                    &mut dead_letters,
+                    &mut parked,
+                    &stored,
+                    key_text,
+                    error,
+                )?;
                 continue;
             }
         };
         let order_id = event.envelope.subject.clone();
         if parked.contains(&order_id) || store.is_parked(&order_id)? {
             let error = "parked behind an earlier dead letter of this order".to_owned();
-            dead_letter(&mut batch, &mut parked, &stored, Some(order_id), error)?;
+            dead_letter(
+                &mut batch,
+                &mut dead_letters,
+                &mut parked,
+                &stored,
+                Some(order_id),
+                error,
+            )?;
             continue;
         }
         let last = match sequences.get(&order_id) {
@@ -196,19 +250,30 @@ pub fn apply_batch(
             Err(ApplyError::Store(error)) => return Err(error),
             Err(ApplyError::Rule(error)) => {
                 tracing::warn!(projection = projection.name(), order_id, correlation_id = %event.envelope.correlation_id, %error, "dead-lettering an event");
-                dead_letter(&mut batch, &mut parked, &stored, Some(order_id), error)?;
+                dead_letter(
+                    &mut batch,
+                    &mut dead_letters,
+                    &mut parked,
+                    &stored,
+                    Some(order_id),
+                    error,
+                )?;
             }
         }
     }
     for (partition, next) in &checkpoints {
         batch.set_checkpoint(*partition, *next);
     }
-    store.commit(batch)?;
-    Ok(checkpoints)
+    Ok(PreparedBatch {
+        batch,
+        checkpoints,
+        dead_letters,
+    })
 }
 
 fn dead_letter(
     batch: &mut StoreBatch,
+    letters: &mut Vec<DeadLetter>,
     parked: &mut HashSet<String>,
     stored: &StoredRecord,
     order_id: Option<String>,
@@ -223,7 +288,7 @@ fn dead_letter(
         batch.park(order_id);
         parked.insert(order_id.clone());
     }
-    batch.dead_letter(&DeadLetter {
+    let letter = DeadLetter {
         partition: stored.partition,
         offset: stored.offset,
         order_id,
@@ -232,5 +297,43 @@ fn dead_letter(
         received_at: Utc::now(),
         headers: stored.record.headers.clone(),
         payload: stored.record.value.clone(),
-    })
+    };
+    batch.dead_letter(&letter)?;
+    letters.push(letter);
+    Ok(())
+}
+
+/// DLQ records: the original key, payload and headers, plus where the event
+/// came from and why it was parked, in the partition it came from.
+fn dlq_records(
+    topic: &str,
+    projection: &str,
+    letters: &[DeadLetter],
+) -> Vec<eventlog::OutgoingRecord> {
+    letters
+        .iter()
+        .map(|letter| {
+            let mut headers = letter.headers.clone();
+            headers.push(domain::Header::new("dlq_projection", projection));
+            headers.push(domain::Header::new("dlq_error", letter.error.as_str()));
+            headers.push(domain::Header::new(
+                "dlq_source_partition",
+                letter.partition.to_string(),
+            ));
+            headers.push(domain::Header::new(
+                "dlq_source_offset",
+                letter.offset.to_string(),
+            ));
+            eventlog::OutgoingRecord {
+                topic: topic.to_owned(),
+                partition: Some(letter.partition),
+                record: eventlog::Record {
+                    key: letter.order_id.clone().unwrap_or_default().into_bytes(),
+                    value: letter.payload.clone(),
+                    headers,
+                    timestamp_ms: letter.received_at.timestamp_millis(),
+                },
+            }
+        })
+        .collect()
 }
