@@ -196,7 +196,7 @@ impl EmbeddedLog {
         }
         let start = keys::log_key(topic_id, partition, from);
         let end = keys::log_key(topic_id, partition, high);
-        let mut out = Vec::with_capacity(max.min(4096));
+        let mut out = Vec::with_capacity(max.min((high - from) as usize));
         for entry in self.shared.tree.range(start..end).take(max) {
             let (key, value) = entry?;
             out.push(StoredRecord {
