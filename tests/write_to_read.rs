@@ -138,4 +138,8 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
     processor.await.unwrap().unwrap();
     history_worker.await.unwrap().unwrap();
     customer_worker.await.unwrap().unwrap();
+    // On stop, each worker left its consumer group offsets where it stands (for lag tooling).
+    let group = worker::group_of("history");
+    let tp = TopicPartition::new(eventlog::topics::EVENTS, partition);
+    assert_eq!(log.committed(&group, &tp).await.unwrap(), Some(offset + 1));
 }

@@ -126,6 +126,8 @@ pub async fn run(
     let mut consumer = log.consumer().await?;
     consumer.assign(assignment).await?;
     tokio::pin!(shutdown);
+    let group = group_of(projection.name());
+    let mut last_group_commit = std::time::Instant::now();
     loop {
         let records = tokio::select! {
             _ = &mut shutdown => break,
@@ -152,9 +154,36 @@ pub async fn run(
         progress
             .positions
             .send_modify(|positions| positions.extend(checkpoints));
+        // The checkpoint in the store is what the worker resumes from; the
+        // group offsets only show lag to Kafka tooling, so once a second is enough.
+        if last_group_commit.elapsed() >= GROUP_COMMIT_EVERY {
+            log.commit_offsets(group_offsets(&group, &progress)).await?;
+            last_group_commit = std::time::Instant::now();
+        }
     }
     store.flush().await?;
+    log.commit_offsets(group_offsets(&group, &progress)).await?;
     Ok(())
+}
+
+/// How often a worker commits its consumer group offsets.
+const GROUP_COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// The consumer group of a projection, for lag visibility in Kafka tooling.
+pub fn group_of(projection: &str) -> String {
+    format!("orderstore.projection.{projection}")
+}
+
+fn group_offsets(group: &str, progress: &Progress) -> Vec<eventlog::GroupOffset> {
+    progress
+        .positions()
+        .into_iter()
+        .map(|(partition, next_offset)| eventlog::GroupOffset {
+            group: group.to_owned(),
+            partition: TopicPartition::new(EVENTS, partition),
+            next_offset,
+        })
+        .collect()
 }
 
 /// One batch ready to commit: the store changes, the new checkpoints and
