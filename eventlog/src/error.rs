@@ -18,6 +18,14 @@ pub enum LogError {
     PartitionBusy { topic: String, partition: u32 },
     #[error("write failed: {0}")]
     WriteFailed(String),
+    #[error("cannot reach Kafka at {0}")]
+    Unreachable(String),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("the transaction was aborted: {0}")]
+    Aborted(String),
+    #[error("this producer was fenced by a newer one: {0}")]
+    Fenced(String),
     #[error("the log is closed")]
     Closed,
     #[error("stored data is corrupt: {0}")]

@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod embedded;
 mod error;
+pub mod kafka;
 mod log;
 pub mod partitioner;
 pub mod processor;

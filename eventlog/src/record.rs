@@ -11,6 +11,9 @@ pub struct TopicSpec {
     pub partitions: u32,
     /// `cleanup.policy=compact`: only the latest record per key is kept.
     pub compacted: bool,
+    /// How long records are kept (Kafka `retention.ms`); None keeps them
+    /// forever. The embedded backend keeps everything.
+    pub retention_ms: Option<i64>,
 }
 
 /// A record as written: key, value (None is a tombstone), headers, timestamp.

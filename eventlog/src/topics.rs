@@ -16,28 +16,32 @@ pub fn dlq(projection: &str) -> String {
 pub const PROCESSOR_GROUP: &str = "orderstore.command-processor";
 
 /// Every topic the write side needs, with `partitions` for the keyed ones.
-/// Replies have one partition per... the API instance reads them all.
 pub fn write_side(partitions: u32) -> Vec<TopicSpec> {
     vec![
         TopicSpec {
             name: COMMANDS.into(),
             partitions,
             compacted: false,
+            retention_ms: None,
         },
         TopicSpec {
             name: EVENTS.into(),
             partitions,
             compacted: false,
+            retention_ms: None,
         },
         TopicSpec {
             name: SNAPSHOTS.into(),
             partitions,
             compacted: true,
+            retention_ms: None,
         },
         TopicSpec {
             name: REPLIES.into(),
             partitions,
+            // Replies matter only while a client waits; a week is plenty.
             compacted: false,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
         },
     ]
 }

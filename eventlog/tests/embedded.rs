@@ -39,6 +39,7 @@ async fn acknowledged_records_survive_a_reopen() {
             name: "t".into(),
             partitions: 3,
             compacted: false,
+            retention_ms: None,
         })
         .await
         .unwrap();
@@ -82,6 +83,7 @@ async fn concurrent_appends_are_group_committed_and_all_acknowledged() {
         name: "t".into(),
         partitions: 2,
         compacted: false,
+        retention_ms: None,
     })
     .await
     .unwrap();

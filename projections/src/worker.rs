@@ -109,6 +109,7 @@ pub async fn run(
         name: dlq_topic.clone(),
         partitions,
         compacted: false,
+        retention_ms: None,
     })
     .await?;
     let mut assignment = Vec::new();

@@ -1,0 +1,120 @@
+//! A read_committed consumer of the Kafka log with manual assignment.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::Header;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{kafka_error, KafkaLog};
+use crate::{LogConsumer, LogError, Record, StoredRecord, TopicPartition};
+
+pub(crate) struct KafkaConsumer {
+    consumer: StreamConsumer,
+    positions: BTreeMap<TopicPartition, u64>,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("positions", &self.positions)
+            .finish()
+    }
+}
+
+impl KafkaConsumer {
+    pub(crate) fn new(log: &KafkaLog) -> Result<Self, LogError> {
+        let consumer: StreamConsumer = log
+            .inner
+            .config
+            .client()
+            // Assignment is manual; the group id is required by librdkafka but never joined.
+            .set("group.id", "orderstore.reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50")
+            .create()
+            .map_err(kafka_error)?;
+        Ok(Self {
+            consumer,
+            positions: BTreeMap::new(),
+        })
+    }
+}
+
+fn stored(message: &BorrowedMessage<'_>) -> StoredRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    StoredRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition() as u32,
+        offset: message.offset() as u64,
+        record: Record {
+            key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+        },
+    }
+}
+
+#[async_trait]
+impl LogConsumer for KafkaConsumer {
+    async fn assign(&mut self, positions: Vec<(TopicPartition, u64)>) -> Result<(), LogError> {
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in &positions {
+            list.add_partition_offset(
+                &tp.topic,
+                tp.partition as i32,
+                Offset::Offset(*offset as i64),
+            )
+            .map_err(kafka_error)?;
+        }
+        self.consumer.assign(&list).map_err(kafka_error)?;
+        self.positions = positions.into_iter().collect();
+        Ok(())
+    }
+
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<StoredRecord>, LogError> {
+        if self.positions.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut wait = timeout;
+        while out.len() < max {
+            match tokio::time::timeout(wait, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(error)) => return Err(kafka_error(error)),
+                Ok(Ok(message)) => {
+                    let record = stored(&message);
+                    let tp = TopicPartition::new(&record.topic, record.partition);
+                    self.positions.insert(tp, record.offset + 1);
+                    out.push(record);
+                    // After the first record, take only what is already there.
+                    wait = Duration::ZERO;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.positions.get(tp).copied()
+    }
+}

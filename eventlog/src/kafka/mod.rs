@@ -1,0 +1,446 @@
+//! The Kafka backend of `EventLog`, on rdkafka (librdkafka, vendored build).
+//!
+//! - Placement: this crate's murmur2 partitioner picks every partition, so
+//!   records land where the embedded backend and the Java client put them.
+//! - Plain appends: an idempotent producer with `acks=all`.
+//! - Transactions: one transactional producer per log handle
+//!   (`transactional.id` from the config); a second handle with the same id
+//!   fences the first, whose next commit fails as fatal.
+//! - Consumers: `read_committed`, manual assignment, no auto commit.
+//!
+//! Only this module knows rdkafka. It must never report a record as written
+//! before the broker acknowledged it, and never swallow a fatal producer error.
+
+mod consumer;
+mod transaction;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::partitioner::partition_for;
+use crate::{
+    EventLog, GroupOffset, LogConsumer, LogError, LogTransaction, OutgoingRecord, Position, Record,
+    TopicPartition, TopicSpec,
+};
+use consumer::KafkaConsumer;
+use transaction::{KafkaTransaction, TransactionalProducer};
+
+/// How to reach and use a Kafka cluster.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// Replication factor of the topics this log creates.
+    pub replication_factor: i32,
+    /// `transactional.id` of this handle's transactional producer.
+    pub transactional_id: String,
+    /// Bound of every blocking call to the cluster.
+    pub timeout: Duration,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            replication_factor: 1,
+            transactional_id: "orderstore-command-processor".into(),
+            timeout: Duration::from_secs(15),
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("socket.connection.setup.timeout.ms", "10000")
+            .set("log_level", "4");
+        config
+    }
+}
+
+pub(crate) fn kafka_error(error: KafkaError) -> LogError {
+    LogError::Kafka(error.to_string())
+}
+
+/// The Kafka log. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// For metadata, watermarks and offsets for times.
+    meta: Arc<BaseConsumer>,
+    partitions: Mutex<HashMap<String, u32>>,
+    /// One non-member consumer per group, for committed offsets and group metadata.
+    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    transactional: Arc<tokio::sync::Mutex<TransactionalProducer>>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("bootstrap_servers", &self.inner.config.bootstrap_servers)
+            .finish()
+    }
+}
+
+/// Runs a blocking rdkafka call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| LogError::Kafka(format!("blocking call failed: {e}")))?
+        .map_err(kafka_error)
+}
+
+impl KafkaLog {
+    /// Connects and checks, within the configured timeout, that the cluster answers.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, LogError> {
+        let producer: FutureProducer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("partitioner", "murmur2_random")
+            .set(
+                "message.timeout.ms",
+                &config.timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(kafka_error)?;
+        let admin: AdminClient<DefaultClientContext> =
+            config.client().create().map_err(kafka_error)?;
+        let meta: BaseConsumer = config
+            .client()
+            .set("group.id", "orderstore.metadata")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(kafka_error)?;
+        let meta = Arc::new(meta);
+        let probe = meta.clone();
+        let timeout = config.timeout;
+        blocking(move || probe.fetch_metadata(None, timeout).map(|_| ()))
+            .await
+            .map_err(|e| {
+                LogError::Unreachable(format!(
+                    "{} within {} s: {e}",
+                    config.bootstrap_servers,
+                    timeout.as_secs()
+                ))
+            })?;
+        let transactional = Arc::new(tokio::sync::Mutex::new(TransactionalProducer::new(
+            config.clone(),
+        )));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                admin,
+                meta,
+                partitions: Mutex::new(HashMap::new()),
+                groups: Mutex::new(HashMap::new()),
+                transactional,
+            }),
+        })
+    }
+
+    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+        let mut groups = self
+            .inner
+            .groups
+            .lock()
+            .map_err(|_| LogError::Invalid("lock poisoned".into()))?;
+        if let Some(consumer) = groups.get(group) {
+            return Ok(consumer.clone());
+        }
+        let consumer: BaseConsumer = self
+            .inner
+            .config
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(kafka_error)?;
+        let consumer = Arc::new(consumer);
+        groups.insert(group.to_owned(), consumer.clone());
+        Ok(consumer)
+    }
+
+    async fn partitions_of(&self, topic: &str) -> Result<u32, LogError> {
+        if let Some(count) = self
+            .inner
+            .partitions
+            .lock()
+            .ok()
+            .and_then(|p| p.get(topic).copied())
+        {
+            return Ok(count);
+        }
+        let (meta, name, timeout) = (
+            self.inner.meta.clone(),
+            topic.to_owned(),
+            self.inner.config.timeout,
+        );
+        let count = blocking(move || {
+            let metadata = meta.fetch_metadata(Some(&name), timeout)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none())
+                .map(|t| t.partitions().len() as u32))
+        })
+        .await?
+        .filter(|count| *count > 0)
+        .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?;
+        if let Ok(mut cache) = self.inner.partitions.lock() {
+            cache.insert(topic.to_owned(), count);
+        }
+        Ok(count)
+    }
+
+    /// Resolves each record's partition (murmur2 by key unless given).
+    pub(crate) async fn place(&self, record: &OutgoingRecord) -> Result<u32, LogError> {
+        let count = self.partitions_of(&record.topic).await?;
+        match record.partition {
+            Some(p) if p < count => Ok(p),
+            Some(p) => Err(LogError::UnknownPartition {
+                topic: record.topic.clone(),
+                partition: p,
+            }),
+            None => Ok(partition_for(&record.record.key, count)),
+        }
+    }
+
+    fn check_partition(&self, count: u32, tp: &TopicPartition) -> Result<(), LogError> {
+        if tp.partition < count {
+            Ok(())
+        } else {
+            Err(LogError::UnknownPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            })
+        }
+    }
+}
+
+/// The rdkafka form of our headers.
+pub(crate) fn kafka_headers(record: &Record) -> OwnedHeaders {
+    record.headers.iter().fold(
+        OwnedHeaders::new_with_capacity(record.headers.len()),
+        |headers, h| {
+            headers.insert(KafkaHeader {
+                key: h.key.as_str(),
+                value: Some(h.value.as_slice()),
+            })
+        },
+    )
+}
+
+/// Sends records through `producer` and waits for each acknowledgement.
+pub(crate) async fn produce(
+    log: &KafkaLog,
+    producer: &FutureProducer,
+    records: Vec<OutgoingRecord>,
+) -> Result<Vec<Position>, LogError> {
+    let mut pending = Vec::with_capacity(records.len());
+    for outgoing in &records {
+        let partition = log.place(outgoing).await?;
+        let headers = kafka_headers(&outgoing.record);
+        let mut record = FutureRecord::<[u8], [u8]>::to(&outgoing.topic)
+            .key(outgoing.record.key.as_slice())
+            .partition(partition as i32)
+            .timestamp(outgoing.record.timestamp_ms)
+            .headers(headers);
+        if let Some(value) = &outgoing.record.value {
+            record = record.payload(value.as_slice());
+        }
+        let future = producer
+            .send_result(record)
+            .map_err(|(error, _)| kafka_error(error))?;
+        pending.push(future);
+    }
+    let mut positions = Vec::with_capacity(pending.len());
+    for future in pending {
+        let delivery = future
+            .await
+            .map_err(|_| LogError::Kafka("the producer dropped a delivery".into()))?
+            .map_err(|(error, _)| kafka_error(error))?;
+        positions.push(Position {
+            partition: delivery.partition as u32,
+            offset: delivery.offset as u64,
+        });
+    }
+    Ok(positions)
+}
+
+fn topic_configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
+    if spec.compacted {
+        vec![
+            ("cleanup.policy", "compact".into()),
+            ("min.cleanable.dirty.ratio", "0.1".into()),
+        ]
+    } else {
+        let retention = spec
+            .retention_ms
+            .map_or("-1".to_owned(), |ms| ms.to_string());
+        vec![
+            ("cleanup.policy", "delete".into()),
+            ("retention.ms", retention),
+            ("retention.bytes", "-1".into()),
+        ]
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
+        let configs = topic_configs(spec);
+        let mut topic = NewTopic::new(
+            &spec.name,
+            spec.partitions as i32,
+            TopicReplication::Fixed(self.inner.config.replication_factor),
+        );
+        for (key, value) in &configs {
+            topic = topic.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(self.inner.config.timeout));
+        let results = self
+            .inner
+            .admin
+            .create_topics([&topic], &options)
+            .await
+            .map_err(kafka_error)?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    let existing = self.partitions_of(&spec.name).await?;
+                    if existing != spec.partitions {
+                        return Err(LogError::PartitionMismatch {
+                            topic: spec.name.clone(),
+                            existing,
+                            requested: spec.partitions,
+                        });
+                    }
+                }
+                Err((name, code)) => {
+                    return Err(LogError::Kafka(format!("creating topic {name}: {code}")))
+                }
+            }
+        }
+        // New topics take a moment to reach every broker's metadata.
+        for _ in 0..50 {
+            if let Ok(mut cache) = self.inner.partitions.lock() {
+                cache.remove(&spec.name);
+            }
+            if matches!(self.partitions_of(&spec.name).await, Ok(n) if n == spec.partitions) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32, LogError> {
+        self.partitions_of(topic).await
+    }
+
+    async fn append(&self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError> {
+        produce(self, &self.inner.producer, records).await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError> {
+        let guard = self.inner.transactional.clone().lock_owned().await;
+        Ok(Box::new(
+            KafkaTransaction::begin(self.clone(), guard).await?,
+        ))
+    }
+
+    async fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
+        let count = self.partitions_of(&tp.topic).await?;
+        self.check_partition(count, tp)?;
+        let (meta, tp, timeout) = (
+            self.inner.meta.clone(),
+            tp.clone(),
+            self.inner.config.timeout,
+        );
+        let (low, high) =
+            blocking(move || meta.fetch_watermarks(&tp.topic, tp.partition as i32, timeout))
+                .await?;
+        Ok((low.max(0) as u64, high.max(0) as u64))
+    }
+
+    async fn offset_for_time(
+        &self,
+        tp: &TopicPartition,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>, LogError> {
+        let count = self.partitions_of(&tp.topic).await?;
+        self.check_partition(count, tp)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&tp.topic, tp.partition as i32, Offset::Offset(timestamp_ms))
+            .map_err(kafka_error)?;
+        let (meta, timeout) = (self.inner.meta.clone(), self.inner.config.timeout);
+        let found = blocking(move || meta.offsets_for_times(list, timeout)).await?;
+        Ok(found.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(offset) if offset >= 0 => Some(offset as u64),
+            _ => None,
+        }))
+    }
+
+    async fn committed(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>, LogError> {
+        let count = self.partitions_of(&tp.topic).await?;
+        self.check_partition(count, tp)?;
+        let consumer = self.group_consumer(group)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&tp.topic, tp.partition as i32);
+        let timeout = self.inner.config.timeout;
+        let committed = blocking(move || consumer.committed_offsets(list, timeout)).await?;
+        Ok(committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(offset) if offset >= 0 => Some(offset as u64),
+            _ => None,
+        }))
+    }
+
+    async fn commit_offsets(&self, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
+        let mut by_group: HashMap<String, TopicPartitionList> = HashMap::new();
+        for offset in offsets {
+            by_group
+                .entry(offset.group.clone())
+                .or_default()
+                .add_partition_offset(
+                    &offset.partition.topic,
+                    offset.partition.partition as i32,
+                    Offset::Offset(offset.next_offset as i64),
+                )
+                .map_err(kafka_error)?;
+        }
+        for (group, list) in by_group {
+            let consumer = self.group_consumer(&group)?;
+            blocking(move || consumer.commit(&list, CommitMode::Sync)).await?;
+        }
+        Ok(())
+    }
+
+    async fn consumer(&self) -> Result<Box<dyn LogConsumer>, LogError> {
+        Ok(Box::new(KafkaConsumer::new(self)?))
+    }
+}

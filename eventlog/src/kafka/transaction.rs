@@ -1,0 +1,213 @@
+//! Kafka transactions: begin, send, send_offsets_to_transaction with the
+//! consumer group's metadata, commit; abortable errors abort, fatal errors
+//! (such as being fenced by a newer producer with the same transactional.id)
+//! drop the producer so the next transaction starts a new one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::OwnedMutexGuard;
+
+use super::{blocking, kafka_error, produce, KafkaConfig, KafkaLog};
+use crate::{GroupOffset, LogError, LogTransaction, OutgoingRecord, Position};
+
+/// The transactional producer of one log handle, created on first use.
+pub(crate) struct TransactionalProducer {
+    config: KafkaConfig,
+    producer: Option<FutureProducer>,
+}
+
+impl TransactionalProducer {
+    pub(crate) fn new(config: KafkaConfig) -> Self {
+        Self {
+            config,
+            producer: None,
+        }
+    }
+
+    async fn ready(&mut self) -> Result<FutureProducer, LogError> {
+        if let Some(producer) = &self.producer {
+            return Ok(producer.clone());
+        }
+        let producer: FutureProducer = self
+            .config
+            .client()
+            .set("transactional.id", &self.config.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("transaction.timeout.ms", "60000")
+            .set(
+                "message.timeout.ms",
+                &self.config.timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(kafka_error)?;
+        let (init, timeout) = (producer.clone(), self.config.timeout);
+        blocking(move || init.init_transactions(timeout)).await?;
+        self.producer = Some(producer.clone());
+        Ok(producer)
+    }
+}
+
+pub(crate) struct KafkaTransaction {
+    log: KafkaLog,
+    producer: FutureProducer,
+    state: OwnedMutexGuard<TransactionalProducer>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for KafkaTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTransaction")
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+fn is_fatal(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(e) if e.is_fatal())
+}
+
+fn requires_abort(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(e) if e.txn_requires_abort())
+}
+
+fn is_retriable(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(e) if e.is_retriable())
+}
+
+impl KafkaTransaction {
+    pub(crate) async fn begin(
+        log: KafkaLog,
+        mut state: OwnedMutexGuard<TransactionalProducer>,
+    ) -> Result<Self, LogError> {
+        let producer = state.ready().await?;
+        if let Err(error) = producer.begin_transaction() {
+            if is_fatal(&error) {
+                state.producer = None;
+            }
+            return Err(kafka_error(error));
+        }
+        Ok(Self {
+            log,
+            producer,
+            state,
+            finished: false,
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        self.log.inner.config.timeout
+    }
+
+    /// Handles a failed transactional call the way librdkafka documents:
+    /// fatal drops the producer, abortable aborts, anything else is returned.
+    async fn fail(&mut self, error: KafkaError) -> LogError {
+        self.finished = true;
+        if is_fatal(&error) {
+            tracing::error!(%error, "fatal transactional producer error (fenced?); a new producer will be created");
+            self.state.producer = None;
+            return LogError::Fenced(error.to_string());
+        }
+        if requires_abort(&error) {
+            let (producer, timeout) = (self.producer.clone(), self.timeout());
+            if let Err(abort) = blocking(move || producer.abort_transaction(timeout)).await {
+                tracing::error!(%abort, "abort after a failed transaction failed; recreating the producer");
+                self.state.producer = None;
+            }
+            return LogError::Aborted(error.to_string());
+        }
+        kafka_error(error)
+    }
+}
+
+#[async_trait]
+impl LogTransaction for KafkaTransaction {
+    async fn send(&mut self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError> {
+        let producer = self.producer.clone();
+        match produce(&self.log, &producer, records).await {
+            Ok(positions) => Ok(positions),
+            Err(error) => {
+                // A failed send leaves the transaction unusable: abort it.
+                self.finished = true;
+                let (producer, timeout) = (self.producer.clone(), self.timeout());
+                if let Err(abort) = blocking(move || producer.abort_transaction(timeout)).await {
+                    tracing::error!(%abort, "abort after a failed send failed; recreating the producer");
+                    self.state.producer = None;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn commit(mut self: Box<Self>, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
+        let timeout = self.timeout();
+        if let Some(group) = offsets.first().map(|o| o.group.clone()) {
+            let mut list = TopicPartitionList::new();
+            for offset in &offsets {
+                list.add_partition_offset(
+                    &offset.partition.topic,
+                    offset.partition.partition as i32,
+                    Offset::Offset(offset.next_offset as i64),
+                )
+                .map_err(kafka_error)?;
+            }
+            let metadata = self
+                .log
+                .group_consumer(&group)?
+                .group_metadata()
+                .ok_or_else(|| LogError::Kafka(format!("no group metadata for {group}")))?;
+            let producer = self.producer.clone();
+            let sent = tokio::task::spawn_blocking(move || {
+                producer.send_offsets_to_transaction(&list, &metadata, timeout)
+            })
+            .await
+            .map_err(|e| LogError::Kafka(e.to_string()))?;
+            if let Err(error) = sent {
+                return Err(self.fail(error).await);
+            }
+        }
+        for attempt in 0..3 {
+            let producer = self.producer.clone();
+            let committed =
+                tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
+                    .await
+                    .map_err(|e| LogError::Kafka(e.to_string()))?;
+            match committed {
+                Ok(()) => {
+                    self.finished = true;
+                    return Ok(());
+                }
+                Err(error) if is_retriable(&error) && attempt < 2 => {
+                    tracing::warn!(%error, "commit_transaction is retriable; retrying");
+                }
+                Err(error) => return Err(self.fail(error).await),
+            }
+        }
+        Err(LogError::Kafka("commit_transaction kept failing".into()))
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), LogError> {
+        self.finished = true;
+        let (producer, timeout) = (self.producer.clone(), self.timeout());
+        blocking(move || producer.abort_transaction(timeout)).await
+    }
+}
+
+impl Drop for KafkaTransaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropped without commit or abort: abort synchronously so the
+            // next transaction starts clean.
+            if let Err(error) = self.producer.abort_transaction(Duration::from_secs(10)) {
+                tracing::error!(%error, "abort of a dropped transaction failed; recreating the producer");
+                self.state.producer = None;
+            }
+        }
+    }
+}
