@@ -34,9 +34,24 @@ struct ServeArgs {
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:8080", env = "ORDERSTORE_LISTEN")]
     listen: SocketAddr,
-    /// Partitions of a new data directory (default 6); fixed at creation.
+    /// Use this Kafka cluster (host:port[,host:port]) instead of the embedded log.
+    #[arg(long, env = "ORDERSTORE_KAFKA")]
+    kafka: Option<String>,
+    /// Replication factor of the topics created on Kafka.
+    #[arg(long, default_value_t = 1, env = "ORDERSTORE_REPLICATION_FACTOR")]
+    replication_factor: i32,
+    /// Prefix of every topic and consumer group (several installations can share a cluster).
+    #[arg(long, default_value = "orderstore", env = "ORDERSTORE_TOPIC_PREFIX")]
+    topic_prefix: String,
+    /// transactional.id of the command processor on Kafka (default <prefix>.command-processor).
+    #[arg(long, env = "ORDERSTORE_TRANSACTIONAL_ID")]
+    transactional_id: Option<String>,
+    /// Partitions of new topics (default 6); existing topics keep theirs.
     #[arg(long, env = "ORDERSTORE_PARTITIONS")]
     partitions: Option<u32>,
+    /// Serve the API and read models without a command processor on this node.
+    #[arg(long)]
+    no_processor: bool,
     /// Require `Authorization: Bearer <token>` on every route but /health and /ready.
     #[arg(long, env = "ORDERSTORE_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
@@ -104,6 +119,15 @@ async fn shutdown_signal() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = api::serve::ServeConfig::new(args.data_dir, args.listen);
     config.partitions = args.partitions;
+    config.topic_prefix = args.topic_prefix;
+    config.process_commands = !args.no_processor;
+    if let Some(bootstrap_servers) = args.kafka {
+        config.backend = api::serve::Backend::Kafka(api::serve::KafkaSettings {
+            bootstrap_servers,
+            replication_factor: args.replication_factor,
+            transactional_id: args.transactional_id,
+        });
+    }
     config.auth_token = args.auth_token;
     config.insecure = args.insecure;
     config.command_timeout = Duration::from_millis(args.command_timeout_ms);

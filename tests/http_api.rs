@@ -31,9 +31,8 @@ async fn order(s: &TestServer, id: &str, as_of: Option<&str>, token: &str) -> Va
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_orders_go_through_their_lifecycles_and_every_view_agrees() {
-    let s = TestServer::start().await;
+async fn several_orders_go_through_their_lifecycles_and_every_view_agrees(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     // o1: placed, reserved, paid -> CONFIRMED, shipped, delivered, partly refunded.
     let placed = place(&s, "o1", "alice").await;
     assert_eq!(placed["version"], 1);
@@ -212,9 +211,8 @@ async fn several_orders_go_through_their_lifecycles_and_every_view_agrees() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rejection_code_reaches_the_client_and_writes_nothing() {
-    let s = TestServer::start().await;
+async fn every_rejection_code_reaches_the_client_and_writes_nothing(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     place(&s, "r1", "carol").await;
     let cases = [
         (CONFIRM, pay("missing", "1.00"), "ORDER_NOT_FOUND", None),
@@ -266,7 +264,7 @@ async fn every_rejection_code_reaches_the_client_and_writes_nothing() {
 
     // A reply that cannot arrive in time is a TIMEOUT, with advice to retry:
     // here no processor runs, so the command waits in the log.
-    let slow = TestServer::start_with(|c| {
+    let slow = TestServer::start_on(backend, |c| {
         c.process_commands = false;
         c.command_timeout = Duration::from_millis(300);
     })
@@ -280,17 +278,20 @@ async fn every_rejection_code_reaches_the_client_and_writes_nothing() {
         .unwrap()
         .contains("idempotencyKey"));
     // Once a processor runs, the waiting command applies, and the retry learns its outcome.
-    let dir = slow.stop().await;
-    let s = TestServer::start_in(dir, |_| {}).await;
+    let s = slow
+        .restart(|c| {
+            c.process_commands = true;
+            c.command_timeout = Duration::from_secs(20);
+        })
+        .await;
     let retried = data(s.gql(PLACE, input).await)["placeOrder"].clone();
     assert_eq!(retried["version"], 1);
     assert_eq!(retried["events"].as_array().unwrap().len(), 1);
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_idempotency_key_returns_the_original_events() {
-    let s = TestServer::start().await;
+async fn a_repeated_idempotency_key_returns_the_original_events(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let mut input = order_input("i1", "erin");
     input["input"]["idempotencyKey"] = json!("key-1");
     input["input"]["correlationId"] = json!("corr-first");
@@ -327,9 +328,11 @@ async fn a_repeated_idempotency_key_returns_the_original_events() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consistent_with_reads_your_own_write_and_times_out_on_a_future_token() {
-    let s = TestServer::start_with(|c| c.consistency_timeout = Duration::from_millis(300)).await;
+async fn consistent_with_reads_your_own_write_and_times_out_on_a_future_token(backend: Backend) {
+    let s = TestServer::start_on(backend, |c| {
+        c.consistency_timeout = Duration::from_millis(300)
+    })
+    .await;
     for i in 0..20 {
         let placed = place(&s, &format!("ryw-{i}"), "frank").await;
         let token = placed["consistencyToken"].as_str().unwrap();
@@ -351,13 +354,11 @@ async fn consistent_with_reads_your_own_write_and_times_out_on_a_future_token() 
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing() {
-    use eventlog::topics::EVENTS;
+async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing(backend: Backend) {
     use eventlog::{OutgoingRecord, Record};
-    let s = TestServer::start().await;
+    let s = TestServer::start_on(backend, |_| {}).await;
     let poison = |key: &str, headers: Vec<domain::Header>| OutgoingRecord {
-        topic: EVENTS.into(),
+        topic: eventlog::topics::Topics::new(&s.config.topic_prefix).events,
         partition: None,
         record: Record {
             key: key.as_bytes().to_vec(),
@@ -411,7 +412,7 @@ async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing() {
     assert_eq!(history_only["deadLetters"].as_array().unwrap().len(), 2);
     // Each projection also sent its two dead letters to its DLQ topic, with the original bytes.
     for projection in ["history", "customer", "finance"] {
-        let topic = eventlog::topics::dlq(projection);
+        let topic = eventlog::topics::Topics::new(&s.config.topic_prefix).dlq(projection);
         let mut total = 0;
         for partition in 0..4 {
             let tp = eventlog::TopicPartition::new(&topic, partition);
@@ -435,9 +436,8 @@ async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_subscription_streams_events_of_one_order() {
-    let s = TestServer::start().await;
+async fn the_subscription_streams_events_of_one_order(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let request = async_graphql::Request::new(
         "subscription { orderEvents(orderId: \"live-1\") { type subject sequence } }",
     );
@@ -459,13 +459,12 @@ async fn the_subscription_streams_events_of_one_order() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_subscription_streams_a_customers_events_over_websocket() {
+async fn the_subscription_streams_a_customers_events_over_websocket(backend: Backend) {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
 
-    let s = TestServer::start().await;
+    let s = TestServer::start_on(backend, |_| {}).await;
     let mut request = format!("ws://{}/graphql/ws", s.server().addr)
         .into_client_request()
         .unwrap();
@@ -521,3 +520,13 @@ async fn the_subscription_streams_a_customers_events_over_websocket() {
     socket.close(None).await.unwrap();
     s.stop().await;
 }
+
+crate::on_both_backends!(
+    several_orders_go_through_their_lifecycles_and_every_view_agrees,
+    every_rejection_code_reaches_the_client_and_writes_nothing,
+    a_repeated_idempotency_key_returns_the_original_events,
+    consistent_with_reads_your_own_write_and_times_out_on_a_future_token,
+    poison_records_land_in_the_dlq_while_other_orders_keep_flowing,
+    the_subscription_streams_events_of_one_order,
+    the_subscription_streams_a_customers_events_over_websocket,
+);

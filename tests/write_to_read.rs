@@ -11,7 +11,7 @@ use domain::{Command, CommandBody, CommandId, OrderId};
 use eventlog::embedded::EmbeddedLog;
 use eventlog::processor::messages::parse_consistency_token;
 use eventlog::processor::{self, CommandMessage, Outcome, Reply, StateStore, SystemClock};
-use eventlog::topics::{self, COMMANDS, REPLIES};
+use eventlog::topics::Topics;
 use eventlog::{EventLog, OutgoingRecord, Record, TopicPartition};
 use projections::worker::{self, Progress};
 use projections::{customer, history, ProjectionStore};
@@ -20,7 +20,8 @@ use projections::{customer, history, ProjectionStore};
 async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
-    for spec in topics::write_side(4) {
+    let topics = Topics::default();
+    for spec in topics.write_side(4) {
         log.create_topic(&spec).await.unwrap();
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -30,6 +31,7 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
     let store = StateStore::open(&dir.path().join("state")).unwrap();
     let processor = tokio::spawn(processor::run(
         log.clone(),
+        topics.clone(),
         store,
         Arc::new(SystemClock),
         100,
@@ -42,6 +44,7 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
     let history_worker = tokio::spawn(worker::run(
         Arc::new(history::History),
         log.clone(),
+        topics.clone(),
         history_store.clone(),
         history_progress.clone(),
         wait(stopped.clone()),
@@ -49,6 +52,7 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
     let customer_worker = tokio::spawn(worker::run(
         Arc::new(customer::Customer),
         log.clone(),
+        topics.clone(),
         customer_store.clone(),
         customer_progress.clone(),
         wait(stopped.clone()),
@@ -82,13 +86,13 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
     replies
         .assign(
             (0..4)
-                .map(|p| (TopicPartition::new(REPLIES, p), 0))
+                .map(|p| (TopicPartition::new(&topics.replies, p), 0))
                 .collect(),
         )
         .await
         .unwrap();
     log.append(vec![OutgoingRecord {
-        topic: COMMANDS.into(),
+        topic: topics.commands.clone(),
         partition: None,
         record,
     }])
@@ -139,7 +143,7 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
     history_worker.await.unwrap().unwrap();
     customer_worker.await.unwrap().unwrap();
     // On stop, each worker left its consumer group offsets where it stands (for lag tooling).
-    let group = worker::group_of("history");
-    let tp = TopicPartition::new(eventlog::topics::EVENTS, partition);
+    let group = topics.projection_group("history");
+    let tp = TopicPartition::new(&topics.events, partition);
     assert_eq!(log.committed(&group, &tp).await.unwrap(), Some(offset + 1));
 }

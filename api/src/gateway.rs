@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use domain::Command;
 use eventlog::processor::{CommandMessage, Reply};
-use eventlog::topics::{COMMANDS, REPLIES};
+use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
 use tokio::sync::oneshot;
 
@@ -21,6 +21,8 @@ type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<Reply>>>>>;
 #[derive(Debug)]
 pub struct CommandGateway {
     log: Arc<dyn EventLog>,
+    /// The commands topic.
+    commands: String,
     /// Replies addressed to this id come back to this instance.
     instance: String,
     waiters: Waiters,
@@ -33,13 +35,14 @@ impl CommandGateway {
     /// reply to a command sent after this returns can be missed).
     pub async fn start(
         log: Arc<dyn EventLog>,
+        topics: &Topics,
         timeout: Duration,
         metrics: Arc<Metrics>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), LogError> {
         let mut assignment = Vec::new();
-        for partition in 0..log.partition_count(REPLIES).await? {
-            let tp = TopicPartition::new(REPLIES, partition);
+        for partition in 0..log.partition_count(&topics.replies).await? {
+            let tp = TopicPartition::new(&topics.replies, partition);
             let (_, high) = log.watermarks(&tp).await?;
             assignment.push((tp, high));
         }
@@ -47,6 +50,7 @@ impl CommandGateway {
         replies.assign(assignment).await?;
         let gateway = Arc::new(Self {
             log,
+            commands: topics.commands.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
             waiters: Arc::default(),
             timeout,
@@ -107,7 +111,7 @@ impl CommandGateway {
         let appended = self
             .log
             .append(vec![OutgoingRecord {
-                topic: COMMANDS.into(),
+                topic: self.commands.clone(),
                 partition: None,
                 record,
             }])

@@ -165,7 +165,7 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
 async fn ready(State(http): State<Http>) -> Response {
     let mut behind = serde_json::Map::new();
     for handle in http.state.read.all() {
-        match status::lag(http.state.log.as_ref(), handle).await {
+        match status::lag(http.state.log.as_ref(), &http.state.topics, handle).await {
             Ok(lag) if lag.events == 0 => {}
             Ok(lag) => {
                 behind.insert(handle.name.to_owned(), lag.events.into());
@@ -192,7 +192,7 @@ async fn ready(State(http): State<Http>) -> Response {
 async fn metrics(State(http): State<Http>) -> Response {
     let state = &http.state;
     for handle in state.read.all() {
-        if let Ok(lag) = status::lag(state.log.as_ref(), handle).await {
+        if let Ok(lag) = status::lag(state.log.as_ref(), &state.topics, handle).await {
             state
                 .metrics
                 .set_projection(handle.name, lag.events, lag.seconds, lag.applied);

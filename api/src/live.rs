@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::{OrderEvent, RecordedEvent};
-use eventlog::topics::EVENTS;
+use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, TopicPartition};
 use projections::customer::{OrderSummary, ORDERS};
 use projections::{ProjectionStore, RowKey};
@@ -20,13 +20,14 @@ use crate::schema::LiveEvent;
 /// Starts the tail at the current end of the events topic.
 pub async fn start(
     log: Arc<dyn EventLog>,
+    topics: &Topics,
     customers: ProjectionStore,
     sender: broadcast::Sender<LiveEvent>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, LogError> {
     let mut assignment = Vec::new();
-    for partition in 0..log.partition_count(EVENTS).await? {
-        let tp = TopicPartition::new(EVENTS, partition);
+    for partition in 0..log.partition_count(&topics.events).await? {
+        let tp = TopicPartition::new(&topics.events, partition);
         assignment.push((tp.clone(), log.watermarks(&tp).await?.1));
     }
     let mut consumer = log.consumer().await?;

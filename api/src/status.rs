@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
-use eventlog::topics::EVENTS;
+use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, TopicPartition};
 
 use crate::read_models::ProjectionHandle;
@@ -19,21 +19,27 @@ pub struct Lag {
     pub applied: u64,
 }
 
-pub async fn lag(log: &dyn EventLog, projection: &ProjectionHandle) -> Result<Lag, LogError> {
+pub async fn lag(
+    log: &dyn EventLog,
+    topics: &Topics,
+    projection: &ProjectionHandle,
+) -> Result<Lag, LogError> {
     let positions = projection.progress.positions();
     let mut events = 0;
     let mut oldest_ms: Option<i64> = None;
-    for partition in 0..log.partition_count(EVENTS).await? {
-        let tp = TopicPartition::new(EVENTS, partition);
+    for partition in 0..log.partition_count(&topics.events).await? {
+        let tp = TopicPartition::new(&topics.events, partition);
         let (low, high) = log.watermarks(&tp).await?;
         let position = positions.get(&partition).copied().unwrap_or(low).max(low);
         if position >= high {
             continue;
         }
-        events += high - position;
+        // Past the position there may be only Kafka transaction markers,
+        // which no consumer ever sees: count lag only when a record is there.
         let mut consumer = log.consumer().await?;
         consumer.assign(vec![(tp, position)]).await?;
-        if let Some(first) = consumer.poll(1, Duration::from_millis(100)).await?.first() {
+        if let Some(first) = consumer.poll(1, Duration::from_millis(200)).await?.first() {
+            events += high - position;
             let ts = first.record.timestamp_ms;
             oldest_ms = Some(oldest_ms.map_or(ts, |o: i64| o.min(ts)));
         }

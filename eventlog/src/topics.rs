@@ -1,47 +1,65 @@
-//! The topic layout (design.md section 2): names and specs of every topic.
+//! The topic layout (design.md section 2): names and specs of every topic
+//! and consumer group, under one prefix so that several installations (or
+//! test runs) can share a Kafka cluster.
 
 use crate::TopicSpec;
 
-pub const COMMANDS: &str = "orderstore.commands";
-pub const EVENTS: &str = "orderstore.events";
-pub const SNAPSHOTS: &str = "orderstore.snapshots";
-pub const REPLIES: &str = "orderstore.replies";
-
-/// The dead-letter topic of one projection.
-pub fn dlq(projection: &str) -> String {
-    format!("orderstore.dlq.{projection}")
+/// The names one installation uses. `Topics::default()` is prefix `orderstore`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub prefix: String,
+    pub commands: String,
+    pub events: String,
+    pub snapshots: String,
+    pub replies: String,
 }
 
-/// The consumer group of the command processor.
-pub const PROCESSOR_GROUP: &str = "orderstore.command-processor";
+impl Default for Topics {
+    fn default() -> Self {
+        Self::new("orderstore")
+    }
+}
 
-/// Every topic the write side needs, with `partitions` for the keyed ones.
-pub fn write_side(partitions: u32) -> Vec<TopicSpec> {
-    vec![
-        TopicSpec {
-            name: COMMANDS.into(),
+impl Topics {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            commands: format!("{prefix}.commands"),
+            events: format!("{prefix}.events"),
+            snapshots: format!("{prefix}.snapshots"),
+            replies: format!("{prefix}.replies"),
+        }
+    }
+
+    /// The dead-letter topic of one projection.
+    pub fn dlq(&self, projection: &str) -> String {
+        format!("{}.dlq.{projection}", self.prefix)
+    }
+
+    /// The consumer group of the command processor.
+    pub fn processor_group(&self) -> String {
+        format!("{}.command-processor", self.prefix)
+    }
+
+    /// The consumer group of a projection (for lag tooling only).
+    pub fn projection_group(&self, projection: &str) -> String {
+        format!("{}.projection.{projection}", self.prefix)
+    }
+
+    /// Every topic the write side needs, with `partitions` for each.
+    pub fn write_side(&self, partitions: u32) -> Vec<TopicSpec> {
+        let spec = |name: &String, compacted, retention_ms| TopicSpec {
+            name: name.clone(),
             partitions,
-            compacted: false,
-            retention_ms: None,
-        },
-        TopicSpec {
-            name: EVENTS.into(),
-            partitions,
-            compacted: false,
-            retention_ms: None,
-        },
-        TopicSpec {
-            name: SNAPSHOTS.into(),
-            partitions,
-            compacted: true,
-            retention_ms: None,
-        },
-        TopicSpec {
-            name: REPLIES.into(),
-            partitions,
+            compacted,
+            retention_ms,
+        };
+        vec![
+            spec(&self.commands, false, None),
+            spec(&self.events, false, None),
+            spec(&self.snapshots, true, None),
             // Replies matter only while a client waits; a week is plenty.
-            compacted: false,
-            retention_ms: Some(7 * 24 * 3600 * 1000),
-        },
-    ]
+            spec(&self.replies, false, Some(7 * 24 * 3600 * 1000)),
+        ]
+    }
 }

@@ -13,7 +13,7 @@ use domain::{
 };
 use eventlog::embedded::EmbeddedLog;
 use eventlog::processor::{self, Clock, CommandMessage, Outcome, Reply, Snapshot, StateStore};
-use eventlog::topics::{self, COMMANDS, EVENTS, REPLIES, SNAPSHOTS};
+use eventlog::topics::Topics;
 use eventlog::{EventLog, LogConsumer, OutgoingRecord, Record, TopicPartition};
 use tokio::sync::oneshot;
 
@@ -37,7 +37,7 @@ struct Harness {
 const PARTITIONS: u32 = 3;
 
 async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
-    for spec in topics::write_side(PARTITIONS) {
+    for spec in Topics::default().write_side(PARTITIONS) {
         log.create_topic(&spec).await.unwrap();
     }
     let store = StateStore::open(state_dir).unwrap();
@@ -47,7 +47,7 @@ async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
     let (stop, stopped) = oneshot::channel::<()>();
     let task_log = log.clone();
     let task = tokio::spawn(async move {
-        processor::run(task_log, store, clock, 100, async {
+        processor::run(task_log, Topics::default(), store, clock, 100, async {
             let _ = stopped.await;
         })
         .await
@@ -56,7 +56,7 @@ async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
     let mut replies = log.consumer().await.unwrap();
     let mut assignment = Vec::new();
     for p in 0..PARTITIONS {
-        let tp = TopicPartition::new(REPLIES, p);
+        let tp = TopicPartition::new(&Topics::default().replies, p);
         let (_, high) = log.watermarks(&tp).await.unwrap();
         assignment.push((tp, high));
     }
@@ -72,7 +72,7 @@ async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
 impl Harness {
     /// The high watermark of one events partition.
     async fn events_high(&self, partition: u32) -> u64 {
-        let tp = TopicPartition::new(EVENTS, partition);
+        let tp = TopicPartition::new(&Topics::default().events, partition);
         self.log.watermarks(&tp).await.unwrap().1
     }
 
@@ -99,7 +99,7 @@ impl Harness {
         };
         self.log
             .append(vec![OutgoingRecord {
-                topic: COMMANDS.into(),
+                topic: Topics::default().commands,
                 partition: None,
                 record,
             }])
@@ -233,7 +233,7 @@ async fn read_all(log: &dyn EventLog, topic: &str) -> Vec<eventlog::StoredRecord
 /// Folds the whole events topic into per-order states.
 async fn fold_events(log: &dyn EventLog) -> std::collections::BTreeMap<String, OrderState> {
     let mut states = std::collections::BTreeMap::new();
-    for stored in read_all(log, EVENTS).await {
+    for stored in read_all(log, &Topics::default().events).await {
         let event = RecordedEvent::decode(
             &stored.record.headers,
             stored.record.value.as_ref().unwrap(),
@@ -261,7 +261,7 @@ async fn event_time_strictly_increases_per_partition_even_with_a_frozen_clock() 
     }
     h.stop().await;
     let mut last: std::collections::HashMap<u32, DateTime<Utc>> = Default::default();
-    for stored in read_all(log.as_ref(), EVENTS).await {
+    for stored in read_all(log.as_ref(), &Topics::default().events).await {
         let event = RecordedEvent::decode(
             &stored.record.headers,
             stored.record.value.as_ref().unwrap(),
@@ -313,7 +313,7 @@ async fn state_restored_from_snapshots_equals_the_fold_of_the_events_topic() {
         assert_eq!(&restored.state, state, "{order_id}");
     }
     // And the compacted snapshots topic holds one snapshot per order.
-    let snapshots = read_all(log.as_ref(), SNAPSHOTS).await;
+    let snapshots = read_all(log.as_ref(), &Topics::default().snapshots).await;
     assert_eq!(snapshots.len(), 15);
 }
 
@@ -332,7 +332,7 @@ async fn a_repeat_within_the_same_batch_returns_the_original_events() {
         reply_to: "test".into(),
     };
     let record = OutgoingRecord {
-        topic: COMMANDS.into(),
+        topic: Topics::default().commands,
         partition: None,
         record: Record {
             key: b"order-9".to_vec(),

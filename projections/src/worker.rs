@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::RecordedEvent;
-use eventlog::topics::EVENTS;
+use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, StoredRecord, TopicPartition};
 use tokio::sync::watch;
 
@@ -99,12 +99,13 @@ impl Progress {
 pub async fn run(
     projection: Arc<dyn Projection>,
     log: Arc<dyn EventLog>,
+    topics: Topics,
     store: ProjectionStore,
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let partitions = log.partition_count(EVENTS).await?;
-    let dlq_topic = eventlog::topics::dlq(projection.name());
+    let partitions = log.partition_count(&topics.events).await?;
+    let dlq_topic = topics.dlq(projection.name());
     log.create_topic(&eventlog::TopicSpec {
         name: dlq_topic.clone(),
         partitions,
@@ -115,7 +116,7 @@ pub async fn run(
     let mut assignment = Vec::new();
     let mut positions = BTreeMap::new();
     for p in 0..partitions {
-        let tp = TopicPartition::new(EVENTS, p);
+        let tp = TopicPartition::new(&topics.events, p);
         let start = match store.checkpoint(p)? {
             Some(next) => next,
             None => log.watermarks(&tp).await?.0,
@@ -127,7 +128,7 @@ pub async fn run(
     let mut consumer = log.consumer().await?;
     consumer.assign(assignment).await?;
     tokio::pin!(shutdown);
-    let group = group_of(projection.name());
+    let group = topics.projection_group(projection.name());
     let mut last_group_commit = std::time::Instant::now();
     loop {
         let records = tokio::select! {
@@ -158,30 +159,27 @@ pub async fn run(
         // The checkpoint in the store is what the worker resumes from; the
         // group offsets only show lag to Kafka tooling, so once a second is enough.
         if last_group_commit.elapsed() >= GROUP_COMMIT_EVERY {
-            log.commit_offsets(group_offsets(&group, &progress)).await?;
+            log.commit_offsets(group_offsets(&topics, &group, &progress))
+                .await?;
             last_group_commit = std::time::Instant::now();
         }
     }
     store.flush().await?;
-    log.commit_offsets(group_offsets(&group, &progress)).await?;
+    log.commit_offsets(group_offsets(&topics, &group, &progress))
+        .await?;
     Ok(())
 }
 
 /// How often a worker commits its consumer group offsets.
 const GROUP_COMMIT_EVERY: Duration = Duration::from_secs(1);
 
-/// The consumer group of a projection, for lag visibility in Kafka tooling.
-pub fn group_of(projection: &str) -> String {
-    format!("orderstore.projection.{projection}")
-}
-
-fn group_offsets(group: &str, progress: &Progress) -> Vec<eventlog::GroupOffset> {
+fn group_offsets(topics: &Topics, group: &str, progress: &Progress) -> Vec<eventlog::GroupOffset> {
     progress
         .positions()
         .into_iter()
         .map(|(partition, next_offset)| eventlog::GroupOffset {
             group: group.to_owned(),
-            partition: TopicPartition::new(EVENTS, partition),
+            partition: TopicPartition::new(&topics.events, partition),
             next_offset,
         })
         .collect()

@@ -12,11 +12,57 @@ pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    pub config: ServeConfig,
+}
+
+/// Which log a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    /// The broker at ORDERSTORE_KAFKA (scripts/test starts one), with topics
+    /// under a prefix of the test's own.
+    Kafka,
+}
+
+/// Runs an async test body once per backend: `name::embedded` and `name::kafka`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::support::Backend::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kafka() {
+                super::$name($crate::support::Backend::Kafka).await
+            }
+        }
+    )*};
+}
+
+pub fn kafka_bootstrap() -> String {
+    std::env::var("ORDERSTORE_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_on(backend: Backend, configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        Self::start_with(|config| {
+            if backend == Backend::Kafka {
+                config.backend = serve::Backend::Kafka(serve::KafkaSettings {
+                    bootstrap_servers: kafka_bootstrap(),
+                    replication_factor: 1,
+                    transactional_id: None,
+                });
+                config.topic_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+            }
+            configure(config);
+        })
+        .await
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
@@ -31,7 +77,10 @@ impl TestServer {
         let mut config = ServeConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         config.partitions = Some(4);
         configure(&mut config);
-        let server = serve::start(config).await.unwrap();
+        let server = match serve::start(config.clone()).await {
+            Ok(server) => server,
+            Err(error) => panic!("the test server did not start: {error} (Kafka tests need scripts/test or scripts/kafka/kafka start)"),
+        };
         let base = format!("http://{}", server.addr);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -43,6 +92,7 @@ impl TestServer {
             server: Some(server),
             dir,
             http,
+            config,
         }
     }
 
@@ -60,6 +110,15 @@ impl TestServer {
             .await
             .unwrap();
         response.json().await.unwrap()
+    }
+
+    /// Stops the server and starts it again on the same data directory (and
+    /// topics), with `configure` applied to its configuration.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let mut config = self.config.clone();
+        configure(&mut config);
+        self.server.take().unwrap().shutdown().await.unwrap();
+        Self::start_in(self.dir, |c| *c = config).await
     }
 
     /// Stops the server and returns its data directory for a restart.

@@ -33,6 +33,7 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 #[derive(Debug)]
 pub struct AppState {
     pub log: Arc<dyn EventLog>,
+    pub topics: eventlog::topics::Topics,
     pub gateway: Arc<CommandGateway>,
     pub read: ReadModels,
     pub live: broadcast::Sender<LiveEvent>,

@@ -201,7 +201,7 @@ impl Query {
         let state = ctx.data::<Arc<AppState>>()?;
         let mut out = Vec::new();
         for handle in state.read.all() {
-            let lag = status::lag(state.log.as_ref(), handle)
+            let lag = status::lag(state.log.as_ref(), &state.topics, handle)
                 .await
                 .map_err(ApiError::internal)?;
             out.push(ProjectionStatus {

@@ -120,7 +120,7 @@ impl KafkaLog {
             .set("partitioner", "murmur2_random")
             .set(
                 "message.timeout.ms",
-                &config.timeout.as_millis().to_string(),
+                config.timeout.as_millis().to_string(),
             )
             .create()
             .map_err(kafka_error)?;
@@ -227,6 +227,18 @@ impl KafkaLog {
             }),
             None => Ok(partition_for(&record.record.key, count)),
         }
+    }
+
+    async fn watermarks_once(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
+        let (meta, tp, timeout) = (
+            self.inner.meta.clone(),
+            tp.clone(),
+            self.inner.config.timeout,
+        );
+        let (low, high) =
+            blocking(move || meta.fetch_watermarks(&tp.topic, tp.partition as i32, timeout))
+                .await?;
+        Ok((low.max(0) as u64, high.max(0) as u64))
     }
 
     fn check_partition(&self, count: u32, tp: &TopicPartition) -> Result<(), LogError> {
@@ -346,17 +358,28 @@ impl EventLog for KafkaLog {
                 }
             }
         }
-        // New topics take a moment to reach every broker's metadata.
-        for _ in 0..50 {
+        // A new topic takes a moment to reach the metadata and elect its
+        // leaders: wait until every partition answers.
+        for _ in 0..100 {
             if let Ok(mut cache) = self.inner.partitions.lock() {
                 cache.remove(&spec.name);
             }
             if matches!(self.partitions_of(&spec.name).await, Ok(n) if n == spec.partitions) {
-                break;
+                let mut ready = true;
+                for partition in 0..spec.partitions {
+                    let tp = TopicPartition::new(&spec.name, partition);
+                    ready &= self.watermarks_once(&tp).await.is_ok();
+                }
+                if ready {
+                    return Ok(());
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(())
+        Err(LogError::Kafka(format!(
+            "topic {} did not become ready",
+            spec.name
+        )))
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32, LogError> {
@@ -377,15 +400,18 @@ impl EventLog for KafkaLog {
     async fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
         let count = self.partitions_of(&tp.topic).await?;
         self.check_partition(count, tp)?;
-        let (meta, tp, timeout) = (
-            self.inner.meta.clone(),
-            tp.clone(),
-            self.inner.config.timeout,
-        );
-        let (low, high) =
-            blocking(move || meta.fetch_watermarks(&tp.topic, tp.partition as i32, timeout))
-                .await?;
-        Ok((low.max(0) as u64, high.max(0) as u64))
+        // Leadership moves (a broker restart, a new topic): retry briefly.
+        let mut attempt = 0;
+        loop {
+            match self.watermarks_once(tp).await {
+                Err(error) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(%error, %tp, "watermarks not available yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn offset_for_time(

@@ -43,7 +43,7 @@ impl TransactionalProducer {
             .set("transaction.timeout.ms", "60000")
             .set(
                 "message.timeout.ms",
-                &self.config.timeout.as_millis().to_string(),
+                self.config.timeout.as_millis().to_string(),
             )
             .create()
             .map_err(kafka_error)?;

@@ -10,7 +10,6 @@ use crate::processor::messages::{
     consistency_token, CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot,
 };
 use crate::processor::CommandProcessor;
-use crate::topics::{COMMANDS, EVENTS, PROCESSOR_GROUP, REPLIES, SNAPSHOTS};
 use crate::{GroupOffset, LogError, OutgoingRecord, Record, StoredRecord, TopicPartition};
 
 /// Namespace of event ids: uuid v5 of "order/sequence", so a retried
@@ -56,9 +55,11 @@ impl CommandProcessor {
         let events: Vec<OutgoingRecord> = decided
             .iter()
             .filter_map(|d| match &d.decision {
-                Decision::Accepted(events) => {
-                    Some(events.iter().map(|e| event_record(e, d.partition)))
-                }
+                Decision::Accepted(events) => Some(
+                    events
+                        .iter()
+                        .map(|e| event_record(&self.topics.events, e, d.partition)),
+                ),
                 _ => None,
             })
             .flatten()
@@ -111,14 +112,14 @@ impl CommandProcessor {
                 }
                 Decision::Rejected(rejection) => Outcome::Rejected(rejection.clone()),
             };
-            replies.push(reply_record(&d.message, outcome)?);
+            replies.push(reply_record(&self.topics.replies, &d.message, outcome)?);
         }
         // Orders that were never placed (rejected commands) get no snapshot.
         touched.retain(|_, (_, snapshot)| snapshot.state.order.is_some());
         let snapshots = touched
             .iter()
             .map(|(order_id, (partition, snapshot))| {
-                snapshot_record(order_id, *partition, snapshot)
+                snapshot_record(&self.topics.snapshots, order_id, *partition, snapshot)
             })
             .collect::<Result<Vec<_>, _>>()?;
         txn.send(snapshots).await?;
@@ -126,8 +127,8 @@ impl CommandProcessor {
         let offsets = next_offsets
             .iter()
             .map(|(p, next)| GroupOffset {
-                group: PROCESSOR_GROUP.into(),
-                partition: TopicPartition::new(COMMANDS, *p),
+                group: self.topics.processor_group(),
+                partition: TopicPartition::new(&self.topics.commands, *p),
                 next_offset: *next,
             })
             .collect();
@@ -220,7 +221,7 @@ impl CommandProcessor {
             return Err(LogError::Invalid("a repeat without an outcome".into()));
         };
         let mut views = Vec::new();
-        let tp = TopicPartition::new(EVENTS, partition);
+        let tp = TopicPartition::new(&self.topics.events, partition);
         for sequence in first..=last {
             if let Some(view) = in_batch.get(&(order_id.clone(), sequence)) {
                 views.push(view.clone());
@@ -274,10 +275,10 @@ fn parse_command(stored: &StoredRecord) -> Option<CommandMessage> {
     }
 }
 
-fn event_record(event: &RecordedEvent, partition: u32) -> OutgoingRecord {
+fn event_record(topic: &str, event: &RecordedEvent, partition: u32) -> OutgoingRecord {
     let (headers, payload) = event.encode();
     OutgoingRecord {
-        topic: EVENTS.into(),
+        topic: topic.to_owned(),
         partition: Some(partition),
         record: Record {
             key: event.envelope.subject.as_bytes().to_vec(),
@@ -289,6 +290,7 @@ fn event_record(event: &RecordedEvent, partition: u32) -> OutgoingRecord {
 }
 
 fn snapshot_record(
+    topic: &str,
     order_id: &str,
     partition: u32,
     snapshot: &Snapshot,
@@ -300,7 +302,7 @@ fn snapshot_record(
         .as_ref()
         .map_or(0, |o| o.updated_at.timestamp_millis());
     Ok(OutgoingRecord {
-        topic: SNAPSHOTS.into(),
+        topic: topic.to_owned(),
         partition: Some(partition),
         record: Record {
             key: order_id.as_bytes().to_vec(),
@@ -311,7 +313,11 @@ fn snapshot_record(
     })
 }
 
-fn reply_record(message: &CommandMessage, outcome: Outcome) -> Result<OutgoingRecord, LogError> {
+fn reply_record(
+    topic: &str,
+    message: &CommandMessage,
+    outcome: Outcome,
+) -> Result<OutgoingRecord, LogError> {
     let reply = Reply {
         command_id: message.command.command_id.to_string(),
         order_id: message.command.order_id.to_string(),
@@ -320,7 +326,7 @@ fn reply_record(message: &CommandMessage, outcome: Outcome) -> Result<OutgoingRe
     };
     let value = serde_json::to_vec(&reply).map_err(|e| LogError::Invalid(e.to_string()))?;
     Ok(OutgoingRecord {
-        topic: REPLIES.into(),
+        topic: topic.to_owned(),
         partition: None,
         record: Record {
             key: reply.command_id.into_bytes(),

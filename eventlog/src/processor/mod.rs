@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::topics::{COMMANDS, PROCESSOR_GROUP};
+use crate::topics::Topics;
 use crate::{EventLog, LogConsumer, LogError, TopicPartition};
 pub use messages::{CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot};
 pub use state_store::StateStore;
@@ -40,6 +40,7 @@ impl Clock for SystemClock {
 
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
+    pub topics: Topics,
     /// Partitions of the commands topic this processor owns.
     pub partitions: Vec<u32>,
     /// Most commands decided in one transaction.
@@ -57,6 +58,7 @@ pub struct CommandProcessor {
     /// Reads back the events of an already applied command.
     repeat_reader: Box<dyn LogConsumer>,
     max_batch: usize,
+    topics: Topics,
 }
 
 impl CommandProcessor {
@@ -72,13 +74,23 @@ impl CommandProcessor {
         let mut assignment = Vec::new();
         let mut last_time = HashMap::new();
         for &partition in &config.partitions {
-            let tp = TopicPartition::new(COMMANDS, partition);
-            let committed = log.committed(PROCESSOR_GROUP, &tp).await?.unwrap_or(0);
+            let topics = &config.topics;
+            let tp = TopicPartition::new(&topics.commands, partition);
+            let committed = log
+                .committed(&topics.processor_group(), &tp)
+                .await?
+                .unwrap_or(0);
             if store.applied_offset(partition)? != Some(committed) {
-                restore::partition_from_snapshots(log.as_ref(), &store, partition, committed)
-                    .await?;
+                restore::partition_from_snapshots(
+                    log.as_ref(),
+                    topics,
+                    &store,
+                    partition,
+                    committed,
+                )
+                .await?;
             }
-            if let Some(time) = restore::last_event_time(log.as_ref(), partition).await? {
+            if let Some(time) = restore::last_event_time(log.as_ref(), topics, partition).await? {
                 last_time.insert(partition, time);
             }
             assignment.push((tp, committed));
@@ -93,6 +105,7 @@ impl CommandProcessor {
             last_time,
             repeat_reader,
             max_batch: config.max_batch.max(1),
+            topics: config.topics.clone(),
         };
         Ok((processor, consumer))
     }
@@ -133,13 +146,15 @@ impl CommandProcessor {
 /// Runs a processor over every partition of the commands topic until shutdown.
 pub async fn run(
     log: Arc<dyn EventLog>,
+    topics: Topics,
     store: StateStore,
     clock: Arc<dyn Clock>,
     max_batch: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LogError> {
-    let partitions = (0..log.partition_count(COMMANDS).await?).collect();
+    let partitions = (0..log.partition_count(&topics.commands).await?).collect();
     let config = ProcessorConfig {
+        topics,
         partitions,
         max_batch,
     };

@@ -8,7 +8,7 @@ use domain::envelope::header;
 
 use crate::processor::messages::Snapshot;
 use crate::processor::StateStore;
-use crate::topics::{EVENTS, SNAPSHOTS};
+use crate::topics::Topics;
 use crate::{EventLog, LogError, TopicPartition};
 
 const RESTORE_BATCH: usize = 1000;
@@ -17,11 +17,12 @@ const RESTORE_BATCH: usize = 1000;
 /// marks them as reflecting command offset `committed`.
 pub(crate) async fn partition_from_snapshots(
     log: &dyn EventLog,
+    topics: &Topics,
     store: &StateStore,
     partition: u32,
     committed: u64,
 ) -> Result<(), LogError> {
-    let tp = TopicPartition::new(SNAPSHOTS, partition);
+    let tp = TopicPartition::new(&topics.snapshots, partition);
     let (low, high) = log.watermarks(&tp).await?;
     tracing::info!(
         partition,
@@ -58,9 +59,10 @@ pub(crate) async fn partition_from_snapshots(
 /// The time of the last event in `partition` of the events topic.
 pub(crate) async fn last_event_time(
     log: &dyn EventLog,
+    topics: &Topics,
     partition: u32,
 ) -> Result<Option<DateTime<Utc>>, LogError> {
-    let tp = TopicPartition::new(EVENTS, partition);
+    let tp = TopicPartition::new(&topics.events, partition);
     let (low, high) = log.watermarks(&tp).await?;
     if high == low {
         return Ok(None);

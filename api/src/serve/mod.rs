@@ -4,7 +4,12 @@
 //!
 //! Data directory layout: `log/` (the embedded log), `state/` (the
 //! processor's state store), `projections/<name>/v<N>/` (read models),
-//! `orderstore.json` (settings fixed at creation, such as partitions).
+//! `orderstore.json` (settings fixed at creation: backend, topic prefix,
+//! partitions).
+
+mod settings;
+
+pub use settings::{Backend, KafkaSettings, DEFAULT_PARTITIONS};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventlog::embedded::EmbeddedLog;
+use eventlog::kafka::{KafkaConfig, KafkaLog};
 use eventlog::processor::{self, StateStore, SystemClock};
-use eventlog::{topics, EventLog, LogError};
+use eventlog::topics::Topics;
+use eventlog::{EventLog, LogError};
 use projections::worker::{self, Progress, Projection};
 use projections::{customer, finance, history, ProjectionStore};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -31,7 +37,11 @@ use crate::schema::{self, AppState};
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// Partitions of a new data directory; an existing one keeps its own.
+    /// The embedded log (default) or a Kafka cluster.
+    pub backend: Backend,
+    /// Prefix of every topic and consumer group (`orderstore.events`, ...).
+    pub topic_prefix: String,
+    /// Partitions of new topics; existing ones keep their own.
     pub partitions: Option<u32>,
     pub auth_token: Option<String>,
     /// Allow a non-loopback listen address without a token.
@@ -48,6 +58,8 @@ impl ServeConfig {
         Self {
             data_dir,
             listen,
+            backend: Backend::Embedded,
+            topic_prefix: "orderstore".into(),
             partitions: None,
             auth_token: None,
             insecure: false,
@@ -58,8 +70,6 @@ impl ServeConfig {
     }
 }
 
-pub const DEFAULT_PARTITIONS: u32 = 6;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("refusing to serve on {0} without --auth-token; pass --insecure to allow it")]
@@ -69,6 +79,12 @@ pub enum ServeError {
         dir: PathBuf,
         stored: u32,
         requested: u32,
+    },
+    #[error("the data directory {dir} holds state of {stored}, not of {requested}; use another --data-dir")]
+    Backend {
+        dir: PathBuf,
+        stored: String,
+        requested: String,
     },
     #[error(
         "cannot open {what} in {dir}: {source} (is another orderstore serving this directory?)"
@@ -89,39 +105,6 @@ pub enum ServeError {
     Log(#[from] LogError),
     #[error("{task} stopped: {message}")]
     Task { task: &'static str, message: String },
-}
-
-/// Settings fixed when a data directory is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Settings {
-    partitions: u32,
-}
-
-fn settings(dir: &Path, requested: Option<u32>) -> Result<Settings, ServeError> {
-    let path = dir.join("orderstore.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let stored: Settings = serde_json::from_str(&text).map_err(|e| ServeError::Open {
-            what: "settings",
-            dir: dir.into(),
-            source: Box::new(e),
-        })?;
-        if let Some(requested) = requested.filter(|r| *r != stored.partitions) {
-            return Err(ServeError::Partitions {
-                dir: dir.into(),
-                stored: stored.partitions,
-                requested,
-            });
-        }
-        return Ok(stored);
-    }
-    let partitions = requested.unwrap_or(DEFAULT_PARTITIONS).clamp(1, 1024);
-    let settings = Settings { partitions };
-    let text = serde_json::to_string_pretty(&settings).map_err(|e| ServeError::Task {
-        task: "settings",
-        message: e.to_string(),
-    })?;
-    std::fs::write(&path, text)?;
-    Ok(settings)
 }
 
 /// A running node.
@@ -168,6 +151,38 @@ fn open_projection(dir: &Path, name: &'static str) -> Result<ProjectionHandle, S
     })
 }
 
+type Closed = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Opens the configured log; the future resolves once its resources are released.
+async fn open_log(
+    config: &ServeConfig,
+    topics: &Topics,
+) -> Result<(Arc<dyn EventLog>, Closed), ServeError> {
+    match &config.backend {
+        Backend::Embedded => {
+            let log_dir = config.data_dir.join("log");
+            let embedded = EmbeddedLog::open(&log_dir).map_err(|e| ServeError::Open {
+                what: "event log",
+                dir: log_dir,
+                source: Box::new(e),
+            })?;
+            let closed: Closed = Box::pin(embedded.closed());
+            Ok((Arc::new(embedded), closed))
+        }
+        Backend::Kafka(kafka) => {
+            let mut kafka_config = KafkaConfig::new(&kafka.bootstrap_servers);
+            kafka_config.replication_factor = kafka.replication_factor;
+            kafka_config.transactional_id = kafka
+                .transactional_id
+                .clone()
+                .unwrap_or_else(|| topics.processor_group());
+            let log = KafkaLog::connect(kafka_config).await?;
+            let closed: Closed = Box::pin(async {});
+            Ok((Arc::new(log), closed))
+        }
+    }
+}
+
 /// Starts every part of a node and binds the listener.
 pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     if !config.listen.ip().is_loopback() && config.auth_token.is_none() && !config.insecure {
@@ -175,16 +190,15 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let dir = config.data_dir.as_path();
-    let settings = settings(dir, config.partitions)?;
-    let log_dir = dir.join("log");
-    let embedded = EmbeddedLog::open(&log_dir).map_err(|e| ServeError::Open {
-        what: "event log",
-        dir: log_dir,
-        source: Box::new(e),
-    })?;
-    let log_closed = Box::pin(embedded.closed());
-    let log: Arc<dyn EventLog> = Arc::new(embedded);
-    for spec in topics::write_side(settings.partitions) {
+    let topics = Topics::new(&config.topic_prefix);
+    let (log, log_closed) = open_log(&config, &topics).await?;
+    let partitions = match config.partitions {
+        Some(requested) => Some(requested),
+        // An existing cluster's topics decide, when no flag asks otherwise.
+        None => log.partition_count(&topics.events).await.ok(),
+    };
+    let settings = settings::fixed(dir, &config, partitions)?;
+    for spec in topics.write_side(settings.partitions) {
         log.create_topic(&spec).await?;
     }
     let state_dir = dir.join("state");
@@ -203,12 +217,14 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
 
     if config.process_commands {
         let processor_log = log.clone();
+        let processor_topics = topics.clone();
         let processor_stop = signal(&stopped);
         tasks.push((
             "command processor",
             tokio::spawn(async move {
                 processor::run(
                     processor_log,
+                    processor_topics,
                     store,
                     Arc::new(SystemClock),
                     500,
@@ -225,8 +241,9 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         (&read.finance, Arc::new(finance::Finance)),
     ];
     for (handle, projection) in projections {
-        let (log, store, progress, stop) = (
+        let (log, topics, store, progress, stop) = (
             log.clone(),
+            topics.clone(),
             handle.store.clone(),
             handle.progress.clone(),
             signal(&stopped),
@@ -234,7 +251,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         tasks.push((
             handle.name,
             tokio::spawn(async move {
-                worker::run(projection, log, store, progress, stop)
+                worker::run(projection, log, topics, store, progress, stop)
                     .await
                     .map_err(|e| e.to_string())
             }),
@@ -244,6 +261,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     let metrics = Arc::new(Metrics::default());
     let (gateway, reply_router) = CommandGateway::start(
         log.clone(),
+        &topics,
         config.command_timeout,
         metrics.clone(),
         signal(&stopped),
@@ -252,6 +270,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     let (live, _) = broadcast::channel(1024);
     let live_tail = crate::live::start(
         log.clone(),
+        &topics,
         read.customer.store.clone(),
         live.clone(),
         signal(&stopped),
@@ -265,6 +284,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     }
     let state = Arc::new(AppState {
         log: log.clone(),
+        topics,
         gateway,
         read,
         live,
@@ -291,7 +311,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
                 .map_err(|e| e.to_string())
         }),
     ));
-    tracing::info!(%addr, partitions = settings.partitions, data_dir = %dir.display(), "serving");
+    tracing::info!(%addr, partitions = settings.partitions, backend = %config.backend, data_dir = %dir.display(), "serving");
     Ok(Server {
         addr,
         log,
