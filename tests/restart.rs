@@ -14,11 +14,13 @@ struct Node {
     url: String,
 }
 
-fn spawn(dir: &std::path::Path) -> Node {
+fn spawn(dir: &std::path::Path, backend: &[String]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_orderstore"))
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--partitions", "3"])
+        .args(backend)
+        .env_remove("ORDERSTORE_KAFKA")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -47,11 +49,19 @@ async fn gql(http: &reqwest::Client, url: &str, query: &str, variables: Value) -
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_keeps_every_acknowledged_command() {
+async fn a_killed_server_keeps_every_acknowledged_command(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let args = match backend {
+        Backend::Embedded => vec![],
+        Backend::Kafka => vec![
+            "--kafka".to_owned(),
+            kafka_bootstrap(),
+            "--topic-prefix".to_owned(),
+            format!("crash-{}", uuid::Uuid::new_v4().simple()),
+        ],
+    };
     let http = reqwest::Client::new();
-    let mut node = spawn(dir.path());
+    let mut node = spawn(dir.path(), &args);
     // Acknowledged: (order, version, token of its last event).
     let mut acknowledged = Vec::new();
     for i in 0..24 {
@@ -92,7 +102,7 @@ async fn a_killed_server_keeps_every_acknowledged_command() {
         let _ = task.await;
     }
 
-    let mut node = spawn(dir.path());
+    let mut node = spawn(dir.path(), &args);
     for (order, version, token) in &acknowledged {
         let body = gql(
             &http,
@@ -119,3 +129,5 @@ async fn a_killed_server_keeps_every_acknowledged_command() {
     node.child.kill().unwrap();
     node.child.wait().unwrap();
 }
+
+crate::on_both_backends!(a_killed_server_keeps_every_acknowledged_command);

@@ -28,6 +28,11 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// durable, with where each landed (same order as given).
     async fn append(&self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError>;
 
+    /// Claims this handle's transactional identity (Kafka: init_transactions),
+    /// fencing a previous owner and aborting its open transaction. A writer
+    /// calls it before reading the state it will write on.
+    async fn init_transactions(&self) -> Result<(), LogError>;
+
     /// Starts a transaction (Kafka: begin_transaction on the transactional
     /// producer). One open transaction per log handle at a time.
     async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError>;

@@ -14,7 +14,6 @@ pub use settings::{Backend, KafkaSettings, DEFAULT_PARTITIONS};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,7 +114,8 @@ pub struct Server {
     /// The GraphQL schema, for executing requests without HTTP.
     pub schema: schema::AppSchema,
     /// Resolves when the log's files are flushed and released.
-    log_closed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Fires when the log's files are flushed and released.
+    log_closed: Closed,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
 }
@@ -151,7 +151,20 @@ fn open_projection(dir: &Path, name: &'static str) -> Result<ProjectionHandle, S
     })
 }
 
-type Closed = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Fires when the embedded log has released its files (None for Kafka).
+type Closed = Option<eventlog::embedded::Closed>;
+
+/// Waits (bounded) until the log's files are released.
+async fn wait_closed(closed: Closed) {
+    if let Some(closed) = closed {
+        if tokio::time::timeout(Duration::from_secs(30), closed.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("the event log was not released within 30 s");
+        }
+    }
+}
 
 /// Opens the configured log; the future resolves once its resources are released.
 async fn open_log(
@@ -166,7 +179,7 @@ async fn open_log(
                 dir: log_dir,
                 source: Box::new(e),
             })?;
-            let closed: Closed = Box::pin(embedded.closed());
+            let closed = Some(embedded.closed());
             Ok((Arc::new(embedded), closed))
         }
         Backend::Kafka(kafka) => {
@@ -177,8 +190,7 @@ async fn open_log(
                 .clone()
                 .unwrap_or_else(|| topics.processor_group());
             let log = KafkaLog::connect(kafka_config).await?;
-            let closed: Closed = Box::pin(async {});
-            Ok((Arc::new(log), closed))
+            Ok((Arc::new(log), None))
         }
     }
 }
@@ -189,15 +201,33 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         return Err(ServeError::Insecure(config.listen));
     }
     std::fs::create_dir_all(&config.data_dir)?;
-    let dir = config.data_dir.as_path();
     let topics = Topics::new(&config.topic_prefix);
     let (log, log_closed) = open_log(&config, &topics).await?;
+    match assemble(&config, topics, log, log_closed.clone()).await {
+        Ok(server) => Ok(server),
+        Err(error) => {
+            // Everything opened so far is dropped; let the files go before
+            // answering, so the caller can try again on the same directory.
+            wait_closed(log_closed).await;
+            Err(error)
+        }
+    }
+}
+
+/// Everything after the log is open; on error, every part started here stops.
+async fn assemble(
+    config: &ServeConfig,
+    topics: Topics,
+    log: Arc<dyn EventLog>,
+    log_closed: Closed,
+) -> Result<Server, ServeError> {
+    let dir = config.data_dir.as_path();
     let partitions = match config.partitions {
         Some(requested) => Some(requested),
         // An existing cluster's topics decide, when no flag asks otherwise.
         None => log.partition_count(&topics.events).await.ok(),
     };
-    let settings = settings::fixed(dir, &config, partitions)?;
+    let settings = settings::fixed(dir, config, partitions)?;
     for spec in topics.write_side(settings.partitions) {
         log.create_topic(&spec).await?;
     }
@@ -366,12 +396,7 @@ impl Server {
         }
         // The last handles go; the log's writer flushes and releases its files.
         drop((log, schema));
-        if tokio::time::timeout(Duration::from_secs(30), log_closed)
-            .await
-            .is_err()
-        {
-            tracing::error!("the event log was not released within 30 s");
-        }
+        wait_closed(log_closed).await;
         match failure {
             Some((_, message)) => Err(ServeError::Task {
                 task: "node",

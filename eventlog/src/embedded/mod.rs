@@ -27,6 +27,16 @@ use consumer::EmbeddedConsumer;
 use transaction::EmbeddedTransaction;
 use writer::{Write, WriteRequest};
 
+/// See [`EmbeddedLog::closed`]. Holding it does not keep the log open.
+#[derive(Debug, Clone)]
+pub struct Closed(watch::Receiver<bool>);
+
+impl Closed {
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|closed| *closed).await;
+    }
+}
+
 /// Where a partition lives in the tree.
 type PartitionId = (u32, u32);
 
@@ -125,13 +135,10 @@ impl EmbeddedLog {
         })
     }
 
-    /// Resolves once every handle is dropped and the database is flushed
-    /// and released, so the directory can be opened again.
-    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut closed = self.shared.closed.clone();
-        async move {
-            let _ = closed.wait_for(|c| *c).await;
-        }
+    /// A signal that fires once every handle is dropped and the database is
+    /// flushed and released, so the directory can be opened again.
+    pub fn closed(&self) -> Closed {
+        Closed(self.shared.closed.clone())
     }
 
     fn topic(&self, name: &str) -> Result<TopicMeta, LogError> {
@@ -353,6 +360,11 @@ impl EventLog for EmbeddedLog {
         }
         outcome.await.map_err(|_| LogError::Closed)??;
         Ok(positions)
+    }
+
+    async fn init_transactions(&self) -> Result<(), LogError> {
+        // One process owns the database (sled's file lock): nobody to fence.
+        Ok(())
     }
 
     async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError> {

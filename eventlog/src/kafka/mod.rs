@@ -118,10 +118,7 @@ impl KafkaLog {
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("partitioner", "murmur2_random")
-            .set(
-                "message.timeout.ms",
-                config.timeout.as_millis().to_string(),
-            )
+            .set("message.timeout.ms", config.timeout.as_millis().to_string())
             .create()
             .map_err(kafka_error)?;
         let admin: AdminClient<DefaultClientContext> =
@@ -388,6 +385,16 @@ impl EventLog for KafkaLog {
 
     async fn append(&self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError> {
         produce(self, &self.inner.producer, records).await
+    }
+
+    async fn init_transactions(&self) -> Result<(), LogError> {
+        self.inner
+            .transactional
+            .lock()
+            .await
+            .ready()
+            .await
+            .map(|_| ())
     }
 
     async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError> {

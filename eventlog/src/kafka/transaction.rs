@@ -29,7 +29,7 @@ impl TransactionalProducer {
         }
     }
 
-    async fn ready(&mut self) -> Result<FutureProducer, LogError> {
+    pub(crate) async fn ready(&mut self) -> Result<FutureProducer, LogError> {
         if let Some(producer) = &self.producer {
             return Ok(producer.clone());
         }

@@ -71,6 +71,9 @@ impl CommandProcessor {
         store: StateStore,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Box<dyn LogConsumer>), LogError> {
+        // Fence any previous owner first, so no zombie commits behind the
+        // state restored below.
+        log.init_transactions().await?;
         let mut assignment = Vec::new();
         let mut last_time = HashMap::new();
         for &partition in &config.partitions {
