@@ -111,13 +111,14 @@ async fn compaction_leaves_one_snapshot_per_order_and_a_fresh_node_restores_from
     let fresh = StateStore::open(&dir.path().join("fresh-state")).unwrap();
     let config = ProcessorConfig {
         topics: topics.clone(),
-        partitions: (0..PARTITIONS).collect(),
         max_batch: 100,
     };
     let restored_log: Arc<dyn EventLog> = log.clone();
-    CommandProcessor::prepare(&config, restored_log, fresh.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let (mut processor, _commands) =
+        CommandProcessor::prepare(&config, restored_log, fresh.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+    processor.adopt(&(0..PARTITIONS).collect()).await.unwrap();
     let folded = fold_events(log.as_ref(), &topics).await;
     assert_eq!(folded.len(), orders);
     for (order_id, state) in &folded {

@@ -10,5 +10,6 @@ mod compaction;
 mod http_api;
 mod layering;
 mod restart;
+mod scale_out;
 mod schema_contract;
 mod write_to_read;

@@ -83,6 +83,14 @@ pub trait LogConsumer: Send + std::fmt::Debug {
     /// Reads these partitions from these offsets from now on.
     async fn assign(&mut self, positions: Vec<(TopicPartition, u64)>) -> Result<(), LogError>;
 
+    /// Joins consumer `group` on `topic`: the group decides which partitions
+    /// this member reads (and moves them between members), each from the
+    /// group's committed offset. On the embedded log the one member gets all.
+    async fn subscribe(&mut self, group: &str, topic: &str) -> Result<(), LogError>;
+
+    /// The partitions this consumer reads now (changes after a rebalance).
+    fn assignment(&self) -> Vec<TopicPartition>;
+
     /// Up to `max` committed records from the assigned partitions, in
     /// offset order within each partition. Waits up to `timeout` (without
     /// busy polling) when nothing is there; an empty result is not an error.

@@ -151,6 +151,21 @@ fn open_projection(dir: &Path, name: &'static str) -> Result<ProjectionHandle, S
     })
 }
 
+/// This node's stable identity (created once per data directory): its
+/// transactional id and static group membership on Kafka.
+fn instance_id(dir: &Path) -> Result<String, ServeError> {
+    let path = dir.join("instance-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    let id = format!("node-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}
+
 /// Fires when the embedded log has released its files (None for Kafka).
 type Closed = Option<eventlog::embedded::Closed>;
 
@@ -185,10 +200,12 @@ async fn open_log(
         Backend::Kafka(kafka) => {
             let mut kafka_config = KafkaConfig::new(&kafka.bootstrap_servers);
             kafka_config.replication_factor = kafka.replication_factor;
+            let instance = instance_id(&config.data_dir)?;
             kafka_config.transactional_id = kafka
                 .transactional_id
                 .clone()
-                .unwrap_or_else(|| topics.processor_group());
+                .unwrap_or_else(|| format!("{}.{instance}", topics.processor_group()));
+            kafka_config.group_instance_id = Some(instance);
             let log = KafkaLog::connect(kafka_config).await?;
             Ok((Arc::new(log), None))
         }

@@ -23,7 +23,7 @@ pub enum Backend {
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub replication_factor: i32,
-    /// Defaults to `<prefix>.command-processor`.
+    /// Defaults to `<prefix>.command-processor.<instance id of the data directory>`.
     pub transactional_id: Option<String>,
 }
 

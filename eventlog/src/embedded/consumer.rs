@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::EmbeddedLog;
-use crate::{LogConsumer, LogError, StoredRecord, TopicPartition};
+use crate::{EventLog, LogConsumer, LogError, StoredRecord, TopicPartition};
 
 #[derive(Debug)]
 pub(crate) struct EmbeddedConsumer {
@@ -65,6 +65,20 @@ impl LogConsumer for EmbeddedConsumer {
         }
         self.positions = positions.into_iter().collect();
         Ok(())
+    }
+
+    async fn subscribe(&mut self, group: &str, topic: &str) -> Result<(), LogError> {
+        let mut positions = Vec::new();
+        for partition in 0..self.log.topic(topic)?.partitions {
+            let tp = TopicPartition::new(topic, partition);
+            let start = self.log.committed(group, &tp).await?.unwrap_or(0);
+            positions.push((tp, start));
+        }
+        self.assign(positions).await
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.positions.keys().cloned().collect()
     }
 
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<StoredRecord>, LogError> {

@@ -1,6 +1,9 @@
-//! A read_committed consumer of the Kafka log with manual assignment.
+//! A read_committed consumer of the Kafka log: manual assignment, or
+//! membership of a consumer group (`subscribe`) whose partitions move
+//! between members on rebalance.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +16,8 @@ use super::{kafka_error, KafkaLog};
 use crate::{LogConsumer, LogError, Record, StoredRecord, TopicPartition};
 
 pub(crate) struct KafkaConsumer {
-    consumer: StreamConsumer,
+    log: KafkaLog,
+    consumer: Arc<StreamConsumer>,
     positions: BTreeMap<TopicPartition, u64>,
 }
 
@@ -27,24 +31,33 @@ impl std::fmt::Debug for KafkaConsumer {
 
 impl KafkaConsumer {
     pub(crate) fn new(log: &KafkaLog) -> Result<Self, LogError> {
-        let consumer: StreamConsumer = log
-            .inner
-            .config
-            .client()
-            // Assignment is manual; the group id is required by librdkafka but never joined.
-            .set("group.id", "orderstore.reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "50")
-            .create()
-            .map_err(kafka_error)?;
+        // Assignment is manual; the group id is required by librdkafka but never joined.
+        let consumer = create(log, "orderstore.reader", None)?;
         Ok(Self {
-            consumer,
+            log: log.clone(),
+            consumer: Arc::new(consumer),
             positions: BTreeMap::new(),
         })
     }
+}
+
+fn create(log: &KafkaLog, group: &str, instance: Option<&str>) -> Result<StreamConsumer, LogError> {
+    let mut config = log.inner.config.client();
+    if let Some(instance) = instance {
+        config.set("group.instance.id", instance);
+    }
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "50")
+        // A member that died is replaced within seconds, not the default 45.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .create()
+        .map_err(kafka_error)
 }
 
 fn stored(message: &BorrowedMessage<'_>) -> StoredRecord {
@@ -90,11 +103,29 @@ impl LogConsumer for KafkaConsumer {
         Ok(())
     }
 
+    async fn subscribe(&mut self, group: &str, topic: &str) -> Result<(), LogError> {
+        let instance = self.log.inner.config.group_instance_id.clone();
+        let consumer = Arc::new(create(&self.log, group, instance.as_deref())?);
+        consumer.subscribe(&[topic]).map_err(kafka_error)?;
+        self.log.register_member(group, &consumer)?;
+        self.consumer = consumer;
+        self.positions.clear();
+        Ok(())
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.consumer
+            .assignment()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| TopicPartition::new(e.topic(), e.partition() as u32))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<StoredRecord>, LogError> {
-        if self.positions.is_empty() {
-            tokio::time::sleep(timeout).await;
-            return Ok(Vec::new());
-        }
         let mut out = Vec::new();
         let mut wait = timeout;
         while out.len() < max {

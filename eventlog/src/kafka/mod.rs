@@ -15,14 +15,16 @@ mod consumer;
 mod transaction;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -45,6 +47,10 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// `transactional.id` of this handle's transactional producer.
     pub transactional_id: String,
+    /// Static membership (`group.instance.id`) in the groups this handle
+    /// joins: a restarted node takes its partitions back at once instead of
+    /// waiting out the dead member's session.
+    pub group_instance_id: Option<String>,
     /// Bound of every blocking call to the cluster.
     pub timeout: Duration,
 }
@@ -55,6 +61,7 @@ impl KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             replication_factor: 1,
             transactional_id: "orderstore-command-processor".into(),
+            group_instance_id: None,
             timeout: Duration::from_secs(15),
         }
     }
@@ -88,6 +95,9 @@ struct Inner {
     partitions: Mutex<HashMap<String, u32>>,
     /// One non-member consumer per group, for committed offsets and group metadata.
     groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// The live member of each group this handle joined: its group metadata
+    /// (generation) goes into transactions, so a stale member is fenced.
+    members: Mutex<HashMap<String, Weak<StreamConsumer>>>,
     transactional: Arc<tokio::sync::Mutex<TransactionalProducer>>,
 }
 
@@ -153,6 +163,7 @@ impl KafkaLog {
                 meta,
                 partitions: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
+                members: Mutex::new(HashMap::new()),
                 transactional,
             }),
         })
@@ -179,6 +190,36 @@ impl KafkaLog {
         let consumer = Arc::new(consumer);
         groups.insert(group.to_owned(), consumer.clone());
         Ok(consumer)
+    }
+
+    pub(crate) fn register_member(
+        &self,
+        group: &str,
+        consumer: &Arc<StreamConsumer>,
+    ) -> Result<(), LogError> {
+        let mut members = self
+            .inner
+            .members
+            .lock()
+            .map_err(|_| LogError::Invalid("lock poisoned".into()))?;
+        members.insert(group.to_owned(), Arc::downgrade(consumer));
+        Ok(())
+    }
+
+    /// The group metadata for a transaction's offsets: the live member's if
+    /// this handle joined the group, else a non-member's (generation -1).
+    pub(crate) fn group_metadata(&self, group: &str) -> Result<ConsumerGroupMetadata, LogError> {
+        let member = self
+            .inner
+            .members
+            .lock()
+            .ok()
+            .and_then(|m| m.get(group).and_then(Weak::upgrade));
+        let metadata = match member {
+            Some(member) => member.group_metadata(),
+            None => self.group_consumer(group)?.group_metadata(),
+        };
+        metadata.ok_or_else(|| LogError::Kafka(format!("no group metadata for {group}")))
     }
 
     async fn partitions_of(&self, topic: &str) -> Result<u32, LogError> {

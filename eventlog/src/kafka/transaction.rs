@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -157,11 +156,7 @@ impl LogTransaction for KafkaTransaction {
                 )
                 .map_err(kafka_error)?;
             }
-            let metadata = self
-                .log
-                .group_consumer(&group)?
-                .group_metadata()
-                .ok_or_else(|| LogError::Kafka(format!("no group metadata for {group}")))?;
+            let metadata = self.log.group_metadata(&group)?;
             let producer = self.producer.clone();
             let sent = tokio::task::spawn_blocking(move || {
                 producer.send_offsets_to_transaction(&list, &metadata, timeout)

@@ -12,7 +12,7 @@ pub mod messages;
 mod restore;
 pub mod state_store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +41,6 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
     pub topics: Topics,
-    /// Partitions of the commands topic this processor owns.
-    pub partitions: Vec<u32>,
     /// Most commands decided in one transaction.
     pub max_batch: usize,
 }
@@ -53,7 +51,9 @@ pub struct CommandProcessor {
     log: Arc<dyn EventLog>,
     store: StateStore,
     clock: Arc<dyn Clock>,
-    /// Time of the last event written to each events partition.
+    /// Partitions of the commands topic this processor owns now.
+    owned: BTreeSet<u32>,
+    /// Time of the last event written to each owned events partition.
     last_time: HashMap<u32, DateTime<Utc>>,
     /// Reads back the events of an already applied command.
     repeat_reader: Box<dyn LogConsumer>,
@@ -62,9 +62,9 @@ pub struct CommandProcessor {
 }
 
 impl CommandProcessor {
-    /// Restores state for the owned partitions and learns their last event
-    /// time; returns the processor and a consumer positioned at the
-    /// committed command offsets.
+    /// Claims the transactional identity (fencing a previous owner) and joins
+    /// the processor group; returns the processor and its commands consumer.
+    /// Partitions are adopted as the group assigns them.
     pub async fn prepare(
         config: &ProcessorConfig,
         log: Arc<dyn EventLog>,
@@ -72,45 +72,78 @@ impl CommandProcessor {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Box<dyn LogConsumer>), LogError> {
         // Fence any previous owner first, so no zombie commits behind the
-        // state restored below.
+        // state restored when partitions are adopted.
         log.init_transactions().await?;
-        let mut assignment = Vec::new();
-        let mut last_time = HashMap::new();
-        for &partition in &config.partitions {
-            let topics = &config.topics;
-            let tp = TopicPartition::new(&topics.commands, partition);
-            let committed = log
-                .committed(&topics.processor_group(), &tp)
-                .await?
-                .unwrap_or(0);
-            if store.applied_offset(partition)? != Some(committed) {
-                restore::partition_from_snapshots(
-                    log.as_ref(),
-                    topics,
-                    &store,
-                    partition,
-                    committed,
-                )
-                .await?;
-            }
-            if let Some(time) = restore::last_event_time(log.as_ref(), topics, partition).await? {
-                last_time.insert(partition, time);
-            }
-            assignment.push((tp, committed));
-        }
         let mut consumer = log.consumer().await?;
-        consumer.assign(assignment).await?;
+        consumer
+            .subscribe(&config.topics.processor_group(), &config.topics.commands)
+            .await?;
         let repeat_reader = log.consumer().await?;
         let processor = Self {
             log,
             store,
             clock,
-            last_time,
+            owned: BTreeSet::new(),
+            last_time: HashMap::new(),
             repeat_reader,
             max_batch: config.max_batch.max(1),
             topics: config.topics.clone(),
         };
         Ok((processor, consumer))
+    }
+
+    /// Takes ownership of partitions: restores their state from the
+    /// snapshots topic unless the local store already reflects the group's
+    /// committed offset, and learns their last event time.
+    pub async fn adopt(&mut self, partitions: &BTreeSet<u32>) -> Result<(), LogError> {
+        let topics = &self.topics;
+        for &partition in partitions {
+            let tp = TopicPartition::new(&topics.commands, partition);
+            let committed = self
+                .log
+                .committed(&topics.processor_group(), &tp)
+                .await?
+                .unwrap_or(0);
+            if self.store.applied_offset(partition)? != Some(committed) {
+                restore::partition_from_snapshots(
+                    self.log.as_ref(),
+                    topics,
+                    &self.store,
+                    partition,
+                    committed,
+                )
+                .await?;
+            }
+            match restore::last_event_time(self.log.as_ref(), topics, partition).await? {
+                Some(time) => self.last_time.insert(partition, time),
+                None => self.last_time.remove(&partition),
+            };
+            tracing::info!(partition, committed, "adopted a commands partition");
+        }
+        self.owned.extend(partitions);
+        Ok(())
+    }
+
+    /// Follows the group's assignment: drops revoked partitions, adopts new ones.
+    async fn follow_assignment(&mut self, assignment: Vec<TopicPartition>) -> Result<(), LogError> {
+        let assigned: BTreeSet<u32> = assignment
+            .into_iter()
+            .filter(|tp| tp.topic == self.topics.commands)
+            .map(|tp| tp.partition)
+            .collect();
+        if assigned == self.owned {
+            return Ok(());
+        }
+        for revoked in self.owned.difference(&assigned) {
+            tracing::info!(
+                partition = revoked,
+                "a commands partition moved to another processor"
+            );
+            self.last_time.remove(revoked);
+        }
+        self.owned.retain(|p| assigned.contains(p));
+        let added: BTreeSet<u32> = assigned.difference(&self.owned).copied().collect();
+        self.adopt(&added).await
     }
 
     /// Runs until `shutdown` resolves. A failed transaction stops the loop
@@ -122,10 +155,14 @@ impl CommandProcessor {
     ) -> Result<(), LogError> {
         tokio::pin!(shutdown);
         loop {
-            let records = tokio::select! {
+            let mut records = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 polled = commands.poll(self.max_batch, Duration::from_millis(250)) => polled?,
             };
+            // Rebalances happen inside poll: adopt before deciding, and
+            // decide only for partitions still owned.
+            self.follow_assignment(commands.assignment()).await?;
+            records.retain(|r| self.owned.contains(&r.partition));
             if !records.is_empty() {
                 self.process(records).await?;
             }
@@ -155,12 +192,7 @@ pub async fn run(
     max_batch: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LogError> {
-    let partitions = (0..log.partition_count(&topics.commands).await?).collect();
-    let config = ProcessorConfig {
-        topics,
-        partitions,
-        max_batch,
-    };
+    let config = ProcessorConfig { topics, max_batch };
     let (processor, consumer) = CommandProcessor::prepare(&config, log, store, clock).await?;
     processor.run(consumer, shutdown).await
 }

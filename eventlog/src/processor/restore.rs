@@ -73,10 +73,10 @@ pub(crate) async fn last_event_time(
     // sees: read a short tail and keep its last record.
     let mut consumer = log.consumer().await?;
     consumer
-        .assign(vec![(tp, high.saturating_sub(TAIL).max(low))])
+        .assign(vec![(tp.clone(), high.saturating_sub(TAIL).max(low))])
         .await?;
     let mut last = None;
-    loop {
+    while consumer.position(&tp).unwrap_or(0) < high {
         let records = consumer.poll(TAIL as usize, Duration::from_secs(1)).await?;
         match records.into_iter().last() {
             Some(record) => last = Some(record),
