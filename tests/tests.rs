@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_input;
+mod broker_restart;
 mod compaction;
 mod http_api;
 mod layering;

@@ -71,6 +71,10 @@ impl CommandGateway {
                         &waiters,
                         records.into_iter().filter_map(|r| r.record.value),
                     ),
+                    Err(error) if error.is_transient() => {
+                        tracing::warn!(%error, "reply router: transient error; polling again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                     Err(error) => {
                         tracing::error!(%error, "reply router stopped");
                         return;

@@ -40,6 +40,11 @@ pub async fn start(
                 _ = &mut shutdown => return,
                 polled = consumer.poll(1000, Duration::from_millis(250)) => match polled {
                     Ok(records) => records,
+                    Err(error) if error.is_transient() => {
+                        tracing::warn!(%error, "live tail: transient error; polling again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
                     Err(error) => {
                         tracing::error!(%error, "live tail stopped");
                         return;

@@ -35,3 +35,61 @@ pub enum LogError {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl LogError {
+    /// Errors a long-running loop should outlive: the cluster was briefly
+    /// away, a transaction was aborted, a producer was fenced. Starting over
+    /// from the committed positions is safe after any of them.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Kafka(_)
+                | Self::Unreachable(_)
+                | Self::Aborted(_)
+                | Self::Fenced(_)
+                | Self::PartitionBusy { .. }
+        )
+    }
+}
+
+/// A shutdown signal that several attempts of a loop can each wait on.
+pub type Shutdown =
+    futures_util::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
+
+/// Makes a shareable shutdown signal from any shutdown future.
+pub fn shared_shutdown(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Shutdown {
+    use futures_util::FutureExt;
+    let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(shutdown);
+    boxed.shared()
+}
+
+/// Runs `attempt` until it ends cleanly (shutdown) or fails for good;
+/// after a transient error it starts over (from committed positions) with
+/// exponential backoff, never past `shutdown`.
+pub async fn retry_transient<F, Fut>(
+    what: &str,
+    shutdown: Shutdown,
+    mut attempt: F,
+) -> Result<(), LogError>
+where
+    F: FnMut(Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<(), LogError>>,
+{
+    let mut backoff = std::time::Duration::from_millis(250);
+    loop {
+        match attempt(shutdown.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, task = what, retry_in_ms = backoff.as_millis() as u64, "transient error; starting over");
+                tokio::select! {
+                    _ = shutdown.clone() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

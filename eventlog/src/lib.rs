@@ -16,6 +16,6 @@ pub mod processor;
 mod record;
 pub mod topics;
 
-pub use error::LogError;
+pub use error::{retry_transient, shared_shutdown, LogError, Shutdown};
 pub use log::{EventLog, GroupOffset, LogConsumer, LogTransaction};
 pub use record::{OutgoingRecord, Position, Record, StoredRecord, TopicPartition, TopicSpec};

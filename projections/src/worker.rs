@@ -95,8 +95,50 @@ impl Progress {
     }
 }
 
-/// Runs `projection` over the events topic until `shutdown`.
+/// Runs `projection` over the events topic until `shutdown`. After a
+/// transient log error it starts over from its own checkpoints.
 pub async fn run(
+    projection: Arc<dyn Projection>,
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+    store: ProjectionStore,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    // Store errors are not transient: they stop the worker with their own error.
+    let store_failure: std::sync::Mutex<Option<StoreError>> = std::sync::Mutex::new(None);
+    let name = projection.name();
+    let outcome =
+        eventlog::retry_transient(name, eventlog::shared_shutdown(shutdown), |shutdown| {
+            let (projection, log, topics, store, progress) = (
+                projection.clone(),
+                log.clone(),
+                topics.clone(),
+                store.clone(),
+                progress.clone(),
+            );
+            let store_failure = &store_failure;
+            async move {
+                match run_once(projection, log, topics, store, progress, shutdown).await {
+                    Ok(()) => Ok(()),
+                    Err(WorkerError::Log(error)) => Err(error),
+                    Err(WorkerError::Store(error)) => {
+                        if let Ok(mut slot) = store_failure.lock() {
+                            *slot = Some(error);
+                        }
+                        Err(LogError::Invalid("the projection store failed".into()))
+                    }
+                }
+            }
+        })
+        .await;
+    if let Some(error) = store_failure.lock().ok().and_then(|mut slot| slot.take()) {
+        return Err(WorkerError::Store(error));
+    }
+    outcome.map_err(WorkerError::Log)
+}
+
+async fn run_once(
     projection: Arc<dyn Projection>,
     log: Arc<dyn EventLog>,
     topics: Topics,

@@ -190,9 +190,23 @@ pub async fn run(
     store: StateStore,
     clock: Arc<dyn Clock>,
     max_batch: usize,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LogError> {
     let config = ProcessorConfig { topics, max_batch };
-    let (processor, consumer) = CommandProcessor::prepare(&config, log, store, clock).await?;
-    processor.run(consumer, shutdown).await
+    // After a transient failure (the cluster away, an aborted or fenced
+    // transaction) start over: rejoin, restore, resume from committed offsets.
+    crate::retry_transient(
+        "command processor",
+        crate::shared_shutdown(shutdown),
+        |shutdown| {
+            let (config, log, store, clock) =
+                (config.clone(), log.clone(), store.clone(), clock.clone());
+            async move {
+                let (processor, consumer) =
+                    CommandProcessor::prepare(&config, log, store, clock).await?;
+                processor.run(consumer, shutdown).await
+            }
+        },
+    )
+    .await
 }
