@@ -208,6 +208,35 @@ async fn several_orders_go_through_their_lifecycles_and_every_view_agrees(backen
         .await,
     );
     assert_eq!(statuses["projections"].as_array().unwrap().len(), 3);
+    let per_partition = data(
+        s.gql(
+            "{ projections { name partitions { partition position end lag } } }",
+            json!({}),
+        )
+        .await,
+    );
+    for projection in per_partition["projections"].as_array().unwrap() {
+        assert_eq!(
+            projection["partitions"].as_array().unwrap().len(),
+            4,
+            "{projection}"
+        );
+    }
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "orderstore_projection_partition_lag_events{projection=\"history\",partition=\"0\"}"
+        ),
+        "{metrics}"
+    );
     s.stop().await;
 }
 

@@ -196,6 +196,11 @@ async fn metrics(State(http): State<Http>) -> Response {
             state
                 .metrics
                 .set_projection(handle.name, lag.events, lag.seconds, lag.applied);
+            for partition in &lag.partitions {
+                state
+                    .metrics
+                    .set_partition_lag(handle.name, partition.partition, partition.lag);
+            }
         }
         if let Ok(letters) = handle.store.dead_letters() {
             let oldest = letters.iter().map(|l| l.received_at).min();

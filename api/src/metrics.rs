@@ -17,6 +17,12 @@ pub struct ProjectionLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub projection: String,
+    pub partition: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -28,6 +34,7 @@ pub struct Metrics {
     pub commands: Family<OutcomeLabel, Counter>,
     pub lag_events: Family<ProjectionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
+    pub partition_lag: Family<PartitionLabel, Gauge>,
     pub applied: Family<ProjectionLabel, Counter>,
     pub dead_letters: Family<ProjectionLabel, Gauge>,
     pub oldest_dead_letter_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
@@ -40,6 +47,7 @@ impl Default for Metrics {
         let commands = Family::<OutcomeLabel, Counter>::default();
         let lag_events = Family::<ProjectionLabel, Gauge>::default();
         let lag_seconds = Family::<ProjectionLabel, Gauge<f64, AtomicU64>>::default();
+        let partition_lag = Family::<PartitionLabel, Gauge>::default();
         let applied = Family::<ProjectionLabel, Counter>::default();
         let dead_letters = Family::<ProjectionLabel, Gauge>::default();
         let oldest_dead_letter_seconds =
@@ -65,6 +73,11 @@ impl Default for Metrics {
             lag_seconds.clone(),
         );
         registry.register(
+            "projection_partition_lag_events",
+            "Events not yet applied, per partition of the events topic",
+            partition_lag.clone(),
+        );
+        registry.register(
             "projection_applied_events",
             "Events applied since start (rate() gives events/s)",
             applied.clone(),
@@ -85,6 +98,7 @@ impl Default for Metrics {
             commands,
             lag_events,
             lag_seconds,
+            partition_lag,
             applied,
             dead_letters,
             oldest_dead_letter_seconds,
@@ -117,6 +131,16 @@ impl Metrics {
         // The worker's count is the truth; the counter catches up to it.
         let counter = self.applied.get_or_create(&label);
         counter.inc_by(applied.saturating_sub(counter.get()));
+    }
+
+    pub fn set_partition_lag(&self, name: &str, partition: u32, lag: u64) {
+        let label = PartitionLabel {
+            projection: name.to_owned(),
+            partition: partition.to_string(),
+        };
+        self.partition_lag
+            .get_or_create(&label)
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 
     pub fn set_dead_letters(&self, name: &str, count: usize, oldest_seconds: f64) {

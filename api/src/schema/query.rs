@@ -211,6 +211,16 @@ impl Query {
                 lag_seconds: Some(lag.seconds),
                 events_applied: lag.applied.to_string(),
                 rebuilding: None,
+                partitions: lag
+                    .partitions
+                    .iter()
+                    .map(|p| PartitionLag {
+                        partition: i32::try_from(p.partition).unwrap_or(i32::MAX),
+                        position: p.position.to_string(),
+                        end: p.end.to_string(),
+                        lag: p.lag.to_string(),
+                    })
+                    .collect(),
             });
         }
         Ok(out)

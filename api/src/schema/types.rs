@@ -296,6 +296,19 @@ pub struct ProjectionStatus {
     pub lag_seconds: Option<f64>,
     pub events_applied: String,
     pub rebuilding: Option<RebuildProgress>,
+    /// Lag per partition of the events topic.
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// How far a projection is behind one partition of the events topic.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// Next offset the projection will apply.
+    pub position: String,
+    /// The log's high watermark.
+    pub end: String,
+    pub lag: String,
 }
 
 #[derive(Debug, Clone, SimpleObject)]
