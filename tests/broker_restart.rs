@@ -53,6 +53,10 @@ fn placed_version(body: &Value) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_load_loses_nothing_acknowledged() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
     let broker = Broker {
         home: tempfile::tempdir().unwrap(),
         port: 29_192,

@@ -112,21 +112,25 @@ impl CommandGateway {
             )],
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
         };
-        let appended = self
-            .log
-            .append(vec![OutgoingRecord {
-                topic: self.commands.clone(),
-                partition: None,
-                record,
-            }])
-            .await;
-        if let Err(error) = appended {
-            self.forget(&command_id);
-            return Err(ApiError::internal(error));
-        }
-        let reply = match tokio::time::timeout(self.timeout, rx).await {
+        // One deadline bounds the whole mutation: the append and the reply.
+        let deadline = started + self.timeout;
+        let append = self.log.append(vec![OutgoingRecord {
+            topic: self.commands.clone(),
+            partition: None,
+            record,
+        }]);
+        let reply = async {
+            append.await.map_err(ApiError::internal)?;
+            rx.await
+                .map_err(|_| ApiError::internal("the reply router stopped"))
+        };
+        let reply = match tokio::time::timeout_at(deadline.into(), reply).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(error)) => {
+                self.forget(&command_id);
+                return Err(error);
+            }
+            Err(_) => {
                 self.forget(&command_id);
                 self.metrics
                     .record_command(started.elapsed().as_secs_f64(), "timeout");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventlog::processor::messages::parse_consistency_token;
+use eventlog::processor::messages::parse_consistency_tokens;
 use projections::worker::Progress;
 use projections::ProjectionStore;
 
@@ -27,13 +27,19 @@ impl ProjectionHandle {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(());
         };
-        let (partition, offset) = parse_consistency_token(token).ok_or_else(|| {
+        let positions = parse_consistency_tokens(token).ok_or_else(|| {
             ApiError::invalid(
                 "consistentWith",
-                "not a consistency token (expected partition:offset)",
+                "not a consistency token (expected partition:offset, several joined with commas)",
             )
         })?;
-        if self.progress.wait_past(partition, offset, timeout).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut reached = true;
+        for (partition, offset) in positions {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            reached &= self.progress.wait_past(partition, offset, left).await;
+        }
+        if reached {
             Ok(())
         } else {
             Err(ApiError::timeout(format!(

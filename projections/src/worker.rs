@@ -253,15 +253,60 @@ pub fn prepare_batch(
     store: &ProjectionStore,
     records: Vec<StoredRecord>,
 ) -> Result<PreparedBatch, StoreError> {
-    let mut batch = StoreBatch::default();
-    let mut dead_letters = Vec::new();
-    let mut overlay: HashMap<RowKey, Vec<u8>> = HashMap::new();
-    let mut sequences: HashMap<String, u64> = HashMap::new();
-    let mut parked: HashSet<String> = HashSet::new();
-    let mut checkpoints = BTreeMap::new();
+    let mut pending = Pending::new(store);
     for stored in records {
-        checkpoints.insert(stored.partition, stored.offset + 1);
-        let key_text = String::from_utf8(stored.record.key.clone()).ok();
+        pending
+            .checkpoints
+            .insert(stored.partition, stored.offset + 1);
+        pending.apply(projection, &stored)?;
+    }
+    let Pending {
+        mut batch,
+        checkpoints,
+        dead_letters,
+        ..
+    } = pending;
+    for (partition, next) in &checkpoints {
+        batch.set_checkpoint(*partition, *next);
+    }
+    Ok(PreparedBatch {
+        batch,
+        checkpoints,
+        dead_letters,
+    })
+}
+
+/// The state of a batch being prepared: its writes, and what later events
+/// of the same batch must see (rows, sequences, parked orders).
+struct Pending<'a> {
+    store: &'a ProjectionStore,
+    batch: StoreBatch,
+    dead_letters: Vec<DeadLetter>,
+    overlay: HashMap<RowKey, Vec<u8>>,
+    sequences: HashMap<String, u64>,
+    parked: HashSet<String>,
+    checkpoints: BTreeMap<u32, u64>,
+}
+
+impl<'a> Pending<'a> {
+    fn new(store: &'a ProjectionStore) -> Self {
+        Self {
+            store,
+            batch: StoreBatch::default(),
+            dead_letters: Vec::new(),
+            overlay: HashMap::new(),
+            sequences: HashMap::new(),
+            parked: HashSet::new(),
+            checkpoints: BTreeMap::new(),
+        }
+    }
+
+    /// One record: decode, skip duplicates, apply, or dead-letter.
+    fn apply(
+        &mut self,
+        projection: &dyn Projection,
+        stored: &StoredRecord,
+    ) -> Result<(), StoreError> {
         let decoded = stored
             .record
             .value
@@ -273,37 +318,23 @@ pub fn prepare_batch(
         let event = match decoded {
             Ok(event) => event,
             Err(error) => {
-                dead_letter(
-                    &mut batch,
-                    &mut dead_letters,
-                    &mut parked,
-                    &stored,
-                    key_text,
-                    error,
-                )?;
-                continue;
+                let key = String::from_utf8(stored.record.key.clone()).ok();
+                return self.dead_letter(stored, key, error);
             }
         };
         let order_id = event.envelope.subject.clone();
-        if parked.contains(&order_id) || store.is_parked(&order_id)? {
+        if self.parked.contains(&order_id) || self.store.is_parked(&order_id)? {
             let error = "parked behind an earlier dead letter of this order".to_owned();
-            dead_letter(
-                &mut batch,
-                &mut dead_letters,
-                &mut parked,
-                &stored,
-                Some(order_id),
-                error,
-            )?;
-            continue;
+            return self.dead_letter(stored, Some(order_id), error);
         }
-        let last = match sequences.get(&order_id) {
+        let last = match self.sequences.get(&order_id) {
             Some(seq) => Some(*seq),
-            None => store.sequence(&order_id)?,
+            None => self.store.sequence(&order_id)?,
         };
         if last.is_some_and(|last| event.envelope.sequence <= last) {
-            continue; // a duplicate: already applied
+            return Ok(()); // a duplicate: already applied
         }
+        let (overlay, store) = (&self.overlay, self.store);
         let read = |key: &RowKey| match overlay.get(key) {
             Some(value) => Ok(Some(value.clone())),
             None => store.row_as_of(key, DateTime::<Utc>::MAX_UTC),
@@ -311,66 +342,53 @@ pub fn prepare_batch(
         match projection.apply(&read, &event, stored.partition, stored.offset) {
             Ok(changes) => {
                 for change in changes {
-                    batch.put_row(&change.key, event.envelope.time, &change.value);
-                    overlay.insert(change.key, change.value);
+                    self.batch
+                        .put_row(&change.key, event.envelope.time, &change.value);
+                    self.overlay.insert(change.key, change.value);
                 }
-                sequences.insert(order_id.clone(), event.envelope.sequence);
-                batch.set_sequence(&order_id, event.envelope.sequence);
+                self.sequences
+                    .insert(order_id.clone(), event.envelope.sequence);
+                self.batch.set_sequence(&order_id, event.envelope.sequence);
+                Ok(())
             }
-            Err(ApplyError::Store(error)) => return Err(error),
+            Err(ApplyError::Store(error)) => Err(error),
             Err(ApplyError::Rule(error)) => {
                 tracing::warn!(projection = projection.name(), order_id, correlation_id = %event.envelope.correlation_id, %error, "dead-lettering an event");
-                dead_letter(
-                    &mut batch,
-                    &mut dead_letters,
-                    &mut parked,
-                    &stored,
-                    Some(order_id),
-                    error,
-                )?;
+                self.dead_letter(stored, Some(order_id), error)
             }
         }
     }
-    for (partition, next) in &checkpoints {
-        batch.set_checkpoint(*partition, *next);
-    }
-    Ok(PreparedBatch {
-        batch,
-        checkpoints,
-        dead_letters,
-    })
-}
 
-fn dead_letter(
-    batch: &mut StoreBatch,
-    letters: &mut Vec<DeadLetter>,
-    parked: &mut HashSet<String>,
-    stored: &StoredRecord,
-    order_id: Option<String>,
-    error: String,
-) -> Result<(), StoreError> {
-    let event_type = stored
-        .record
-        .header("ce_type")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned);
-    if let Some(order_id) = &order_id {
-        batch.park(order_id);
-        parked.insert(order_id.clone());
+    /// Parks the record (and its order, when known) with its error.
+    fn dead_letter(
+        &mut self,
+        stored: &StoredRecord,
+        order_id: Option<String>,
+        error: String,
+    ) -> Result<(), StoreError> {
+        let event_type = stored
+            .record
+            .header("ce_type")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned);
+        if let Some(order_id) = &order_id {
+            self.batch.park(order_id);
+            self.parked.insert(order_id.clone());
+        }
+        let letter = DeadLetter {
+            partition: stored.partition,
+            offset: stored.offset,
+            order_id,
+            event_type,
+            error,
+            received_at: Utc::now(),
+            headers: stored.record.headers.clone(),
+            payload: stored.record.value.clone(),
+        };
+        self.batch.dead_letter(&letter)?;
+        self.dead_letters.push(letter);
+        Ok(())
     }
-    let letter = DeadLetter {
-        partition: stored.partition,
-        offset: stored.offset,
-        order_id,
-        event_type,
-        error,
-        received_at: Utc::now(),
-        headers: stored.record.headers.clone(),
-        payload: stored.record.value.clone(),
-    };
-    batch.dead_letter(&letter)?;
-    letters.push(letter);
-    Ok(())
 }
 
 /// DLQ records: the original key, payload and headers, plus where the event

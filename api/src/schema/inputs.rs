@@ -72,6 +72,30 @@ pub struct RefundPaymentInput {
     pub correlation_id: Option<String>,
 }
 
+/// The idempotency key and correlation id every mutation input carries.
+pub trait CommandInput {
+    fn keys(&self) -> (Option<&str>, Option<&str>);
+}
+
+macro_rules! command_input {
+    ($($input:ty),*) => {$(
+        impl CommandInput for $input {
+            fn keys(&self) -> (Option<&str>, Option<&str>) {
+                (self.idempotency_key.as_deref(), self.correlation_id.as_deref())
+            }
+        }
+    )*};
+}
+
+command_input!(
+    PlaceOrderInput,
+    OrderRefInput,
+    ConfirmPaymentInput,
+    ShipOrderInput,
+    CancelOrderInput,
+    RefundPaymentInput
+);
+
 /// What every mutation carries besides its body.
 #[derive(Debug)]
 pub struct Envelope {

@@ -17,11 +17,11 @@ pub struct Mutation;
 async fn send(
     ctx: &Context<'_>,
     order: &str,
-    key: Option<&str>,
-    correlation: Option<&str>,
+    input: &impl CommandInput,
     body: CommandBody,
 ) -> Result<CommandResult> {
     let state = ctx.data::<Arc<AppState>>()?;
+    let (key, correlation) = input.keys();
     let envelope = inputs::envelope(order, key, correlation)?;
     let header = ctx
         .data_opt::<CorrelationHeader>()
@@ -66,15 +66,7 @@ impl Mutation {
             Some(id) => id.to_string(),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let body = input.body();
-        send(
-            ctx,
-            &order_id,
-            input.idempotency_key.as_deref(),
-            input.correlation_id.as_deref(),
-            body,
-        )
-        .await
+        send(ctx, &order_id, &input, input.body()).await
     }
 
     async fn confirm_payment(
@@ -82,15 +74,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: ConfirmPaymentInput,
     ) -> Result<CommandResult> {
-        let body = input.body();
-        send(
-            ctx,
-            &input.order_id,
-            input.idempotency_key.as_deref(),
-            input.correlation_id.as_deref(),
-            body,
-        )
-        .await
+        send(ctx, &input.order_id, &input, input.body()).await
     }
 
     async fn reserve_inventory(
@@ -98,27 +82,11 @@ impl Mutation {
         ctx: &Context<'_>,
         input: OrderRefInput,
     ) -> Result<CommandResult> {
-        let body = CommandBody::ReserveInventory;
-        send(
-            ctx,
-            &input.order_id,
-            input.idempotency_key.as_deref(),
-            input.correlation_id.as_deref(),
-            body,
-        )
-        .await
+        send(ctx, &input.order_id, &input, CommandBody::ReserveInventory).await
     }
 
     async fn ship_order(&self, ctx: &Context<'_>, input: ShipOrderInput) -> Result<CommandResult> {
-        let body = input.body();
-        send(
-            ctx,
-            &input.order_id,
-            input.idempotency_key.as_deref(),
-            input.correlation_id.as_deref(),
-            body,
-        )
-        .await
+        send(ctx, &input.order_id, &input, input.body()).await
     }
 
     async fn deliver_order(
@@ -126,15 +94,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: OrderRefInput,
     ) -> Result<CommandResult> {
-        let body = CommandBody::DeliverOrder;
-        send(
-            ctx,
-            &input.order_id,
-            input.idempotency_key.as_deref(),
-            input.correlation_id.as_deref(),
-            body,
-        )
-        .await
+        send(ctx, &input.order_id, &input, CommandBody::DeliverOrder).await
     }
 
     async fn cancel_order(
@@ -142,15 +102,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: CancelOrderInput,
     ) -> Result<CommandResult> {
-        let body = input.body();
-        send(
-            ctx,
-            &input.order_id,
-            input.idempotency_key.as_deref(),
-            input.correlation_id.as_deref(),
-            body,
-        )
-        .await
+        send(ctx, &input.order_id, &input, input.body()).await
     }
 
     async fn refund_payment(
@@ -158,14 +110,6 @@ impl Mutation {
         ctx: &Context<'_>,
         input: RefundPaymentInput,
     ) -> Result<CommandResult> {
-        let body = input.body();
-        send(
-            ctx,
-            &input.order_id,
-            input.idempotency_key.as_deref(),
-            input.correlation_id.as_deref(),
-            body,
-        )
-        .await
+        send(ctx, &input.order_id, &input, input.body()).await
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::Header;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -127,10 +128,25 @@ impl LogConsumer for KafkaConsumer {
 
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<StoredRecord>, LogError> {
         let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut wait = timeout;
         while out.len() < max {
             match tokio::time::timeout(wait, self.consumer.recv()).await {
                 Err(_) => break,
+                // librdkafka reports connection trouble (a broker restarting,
+                // all brokers down) as consumption errors and recovers by
+                // itself: keep waiting rather than tear the consumer down.
+                Ok(Err(KafkaError::MessageConsumption(code))) => {
+                    tracing::debug!(%code, "consumer: transient consumption error");
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    if out.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(100).min(deadline - now)).await;
+                        wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    }
+                }
                 Ok(Err(error)) => return Err(kafka_error(error)),
                 Ok(Ok(message)) => {
                     let record = stored(&message);

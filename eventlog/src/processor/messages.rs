@@ -66,6 +66,15 @@ pub fn consistency_token(partition: u32, offset: u64) -> String {
     format!("{partition}:{offset}")
 }
 
+/// Parses a list of consistency tokens joined with commas ("0:17,3:5"), as
+/// a client that wrote to several orders passes them, into positions.
+pub fn parse_consistency_tokens(tokens: &str) -> Option<Vec<(u32, u64)>> {
+    tokens
+        .split(',')
+        .map(|t| parse_consistency_token(t.trim()))
+        .collect()
+}
+
 /// Parses a consistency token back into (partition, offset).
 pub fn parse_consistency_token(token: &str) -> Option<(u32, u64)> {
     let (partition, offset) = token.split_once(':')?;
@@ -126,6 +135,11 @@ mod tests {
         for bad in ["", "3", "x:1", "1:-2", "1:2:3"] {
             assert_eq!(parse_consistency_token(bad), None, "{bad}");
         }
+        assert_eq!(
+            parse_consistency_tokens("0:17, 3:5"),
+            Some(vec![(0, 17), (3, 5)])
+        );
+        assert_eq!(parse_consistency_tokens("0:17,x"), None);
     }
 
     #[test]
