@@ -4,8 +4,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use eventlog::embedded::EmbeddedLog;
+use eventlog::kafka::{KafkaConfig, KafkaLog};
+use eventlog::topics::Topics;
+use eventlog::EventLog;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +30,63 @@ enum Commands {
     Serve(ServeArgs),
     /// Generate a realistic workload against a running server.
     Load(LoadArgs),
+    /// Look at orders as the log has them, at any time.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// Replay the log: verify snapshots.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+}
+
+/// Which log a tool reads: the embedded one in --data-dir (the server must
+/// not be running on it), or a Kafka cluster.
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+    data_dir: PathBuf,
+    #[arg(long, env = "ORDERSTORE_KAFKA")]
+    kafka: Option<String>,
+    #[arg(long, default_value = "orderstore", env = "ORDERSTORE_TOPIC_PREFIX")]
+    topic_prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum InspectCommand {
+    /// The order's state at a time (default now) and the events that made it.
+    Order {
+        id: String,
+        /// RFC 3339 time, e.g. 2026-11-27T09:30:00Z.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// The fields that changed between two times, and the events in between.
+    Diff {
+        id: String,
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        #[arg(long)]
+        to: chrono::DateTime<chrono::Utc>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReplayCommand {
+    /// Fold the events topic and compare every order with the snapshots topic.
+    Snapshots {
+        /// Compare (the only mode for now); exit code 1 on any difference.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,12 +202,116 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Topics)> {
+    let topics = Topics::new(&args.topic_prefix);
+    let log: Arc<dyn EventLog> = match &args.kafka {
+        Some(servers) => Arc::new(KafkaLog::connect(KafkaConfig::new(servers)).await?),
+        None => {
+            let dir = args.data_dir.join("log");
+            if !dir.exists() {
+                anyhow::bail!(
+                    "no embedded log in {} (pass --data-dir, or --kafka)",
+                    args.data_dir.display()
+                );
+            }
+            Arc::new(EmbeddedLog::open(&dir).with_context(|| {
+                format!(
+                    "cannot open {}: is `orderstore serve` running on it? Stop it first",
+                    dir.display()
+                )
+            })?)
+        }
+    };
+    Ok((log, topics))
+}
+
+fn check_order_id(id: &str) -> anyhow::Result<()> {
+    domain::OrderId::parse(id)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
+    match command {
+        InspectCommand::Order { id, at, json, log } => {
+            check_order_id(&id)?;
+            let (log, topics) = open_log(&log).await?;
+            let at = at.unwrap_or_else(chrono::Utc::now);
+            let folded = replay::log_fold::fold_order(log.as_ref(), &topics, &id, at).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&replay::inspect::order_json(&id, at, &folded))?
+                );
+            } else {
+                print!("{}", replay::inspect::order_text(&id, at, &folded));
+            }
+        }
+        InspectCommand::Diff {
+            id,
+            from,
+            to,
+            json,
+            log,
+        } => {
+            check_order_id(&id)?;
+            anyhow::ensure!(from <= to, "--from must not be after --to");
+            let (log, topics) = open_log(&log).await?;
+            let before = replay::log_fold::fold_order(log.as_ref(), &topics, &id, from).await?;
+            let after = replay::log_fold::fold_order(log.as_ref(), &topics, &id, to).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&replay::inspect::diff_json(
+                        &id, &before, &after
+                    ))?
+                );
+            } else {
+                print!("{}", replay::inspect::diff_text(&id, &before, &after));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
+    match command {
+        ReplayCommand::Snapshots { verify, log } => {
+            anyhow::ensure!(
+                verify,
+                "only --verify is supported: pass it to compare snapshots with the events"
+            );
+            let (log, topics) = open_log(&log).await?;
+            let report = replay::snapshots::verify(log.as_ref(), &topics).await?;
+            println!(
+                "{} orders folded from {}, {} snapshots in {}, {} unreadable event records",
+                report.orders,
+                topics.events,
+                report.snapshots,
+                topics.snapshots,
+                report.undecodable
+            );
+            for difference in &report.differences {
+                println!("DIFFERENT {difference}");
+            }
+            if !report.is_clean() {
+                println!("{} difference(s)", report.differences.len());
+                std::process::exit(1);
+            }
+            println!("snapshots match the events");
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
         Commands::Serve(args) => serve(args).await,
+        Commands::Inspect(command) => inspect(command).await,
+        Commands::Replay(command) => replay_command(command).await,
         Commands::Load(args) => {
             let config = api::load::LoadConfig {
                 url: args.url,

@@ -9,6 +9,7 @@ mod bad_input;
 mod broker_restart;
 mod compaction;
 mod http_api;
+mod inspect;
 mod layering;
 mod restart;
 mod scale_out;

@@ -1,1 +1,11 @@
-//! replay: see ARCHITECTURE.md. Filled in by later issues.
+//! Operator tools over the log itself (not the read models): the state of an
+//! order at any time and the events that made it (`inspect`), and checking
+//! the compacted snapshots topic against a fold of the events topic
+//! (`snapshots`).
+//!
+//! These tools only read. They must never write to the log or to a read
+//! model, and never trust a read model where the log can answer.
+
+pub mod inspect;
+pub mod log_fold;
+pub mod snapshots;
