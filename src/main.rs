@@ -79,6 +79,20 @@ enum InspectCommand {
 
 #[derive(Debug, Subcommand)]
 enum ReplayCommand {
+    /// Build a projection (or all) anew from the events topic into its next
+    /// generation, then serve that generation (on the next start of `serve`).
+    Rebuild {
+        /// history, customer, finance or all.
+        projection: String,
+        /// Build a generation frozen at this time, beside the served one (no switch).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Keep the previous generation's files for rollback.
+        #[arg(long)]
+        keep_previous: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
     /// Fold the events topic and compare every order with the snapshots topic.
     Snapshots {
         /// Compare (the only mode for now); exit code 1 on any difference.
@@ -274,8 +288,101 @@ async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn projection_named(name: &str) -> anyhow::Result<Arc<dyn projections::worker::Projection>> {
+    Ok(match name {
+        "history" => Arc::new(projections::history::History),
+        "customer" => Arc::new(projections::customer::Customer),
+        "finance" => Arc::new(projections::finance::Finance),
+        other => anyhow::bail!("unknown projection {other:?} (history, customer, finance or all)"),
+    })
+}
+
+async fn rebuild(
+    name: &str,
+    log: &dyn EventLog,
+    topics: &Topics,
+    data_dir: &std::path::Path,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    keep_previous: bool,
+) -> anyhow::Result<()> {
+    use projections::generation::{
+        current_generation, generation_dir, next_generation, switch_generation,
+    };
+    let projection = projection_named(name)?;
+    let served = current_generation(data_dir, name);
+    let next = next_generation(data_dir, name);
+    let dir = generation_dir(data_dir, name, next);
+    std::fs::create_dir_all(&dir)?;
+    let store = projections::ProjectionStore::open(&dir)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} {bar:40} {pos}/{len} events {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{name} v{next}"));
+    let rebuilt =
+        replay::rebuild::rebuild_into(projection.as_ref(), log, topics, &store, until, |p| {
+            bar.set_length(p.total);
+            bar.set_position(p.applied);
+            bar.set_message(format!("{:.0} events/s", p.events_per_second));
+        })
+        .await?;
+    bar.finish_and_clear();
+    drop(store);
+    println!(
+        "{name}: generation v{next} built from {} events in {:.1} s ({:.0} events/s)",
+        rebuilt.events,
+        rebuilt.elapsed.as_secs_f64(),
+        rebuilt.events_per_second()
+    );
+    if let Some(at) = until {
+        println!(
+            "  frozen at {at} in {}; the served generation is still v{served}",
+            dir.display()
+        );
+        return Ok(());
+    }
+    switch_generation(data_dir, name, next)?;
+    println!("  now served: v{next} (takes effect when serve starts)");
+    let previous = generation_dir(data_dir, name, served);
+    if !keep_previous && previous.exists() {
+        std::fs::remove_dir_all(&previous)?;
+    } else if previous.exists() {
+        println!("  kept v{served} in {} for rollback", previous.display());
+    }
+    Ok(())
+}
+
 async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
     match command {
+        ReplayCommand::Rebuild {
+            projection,
+            until,
+            keep_previous,
+            log: args,
+        } => {
+            let names: Vec<&str> = match projection.as_str() {
+                "all" => vec!["history", "customer", "finance"],
+                one => vec![one],
+            };
+            for name in &names {
+                projection_named(name)?;
+            }
+            let (log, topics) = open_log(&args).await?;
+            for name in names {
+                rebuild(
+                    name,
+                    log.as_ref(),
+                    &topics,
+                    &args.data_dir,
+                    until,
+                    keep_previous,
+                )
+                .await?;
+            }
+        }
         ReplayCommand::Snapshots { verify, log } => {
             anyhow::ensure!(
                 verify,

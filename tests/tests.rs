@@ -11,6 +11,7 @@ mod compaction;
 mod http_api;
 mod inspect;
 mod layering;
+mod rebuild;
 mod restart;
 mod scale_out;
 mod schema_contract;

@@ -8,6 +8,7 @@
 
 pub mod customer;
 pub mod finance;
+pub mod generation;
 pub mod history;
 pub mod store;
 pub mod worker;

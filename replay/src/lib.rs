@@ -8,4 +8,5 @@
 
 pub mod inspect;
 pub mod log_fold;
+pub mod rebuild;
 pub mod snapshots;

@@ -136,7 +136,8 @@ fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> +
 }
 
 fn open_projection(dir: &Path, name: &'static str) -> Result<ProjectionHandle, ServeError> {
-    let path = dir.join("projections").join(name).join("v1");
+    let version = projections::generation::current_generation(dir, name);
+    let path = projections::generation::generation_dir(dir, name, version);
     std::fs::create_dir_all(&path)?;
     let store = ProjectionStore::open(&path).map_err(|e| ServeError::Open {
         what: "projection store",
@@ -145,7 +146,7 @@ fn open_projection(dir: &Path, name: &'static str) -> Result<ProjectionHandle, S
     })?;
     Ok(ProjectionHandle {
         name,
-        version: 1,
+        version,
         store,
         progress: Arc::new(Progress::default()),
     })
