@@ -33,9 +33,25 @@ enum Commands {
     /// Look at orders as the log has them, at any time.
     #[command(subcommand)]
     Inspect(InspectCommand),
-    /// Replay the log: verify snapshots.
+    /// Replay the log: rebuild projections, verify snapshots.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// Benchmarks, reported against raw peers measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Rebuild all three projections from N generated events on the embedded
+    /// log, against a raw consumer and raw sled ingest of the same size.
+    Rebuild {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Scratch directory (default: a temporary one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Which log a tool reads: the embedded one in --data-dir (the server must
@@ -419,6 +435,26 @@ async fn main() -> anyhow::Result<()> {
         Commands::Serve(args) => serve(args).await,
         Commands::Inspect(command) => inspect(command).await,
         Commands::Replay(command) => replay_command(command).await,
+        Commands::Bench(BenchCommand::Rebuild { events, dir }) => {
+            let scratch = tempfile::tempdir()?;
+            let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
+            let report = replay::bench::rebuild_benchmark(&dir, events).await?;
+            println!("events:                {}", report.events);
+            println!(
+                "raw consumer:          {:>10.0} events/s",
+                report.raw_consumer_events_per_second
+            );
+            println!(
+                "raw sled ingest:       {:>10.0} events/s",
+                report.raw_sled_events_per_second
+            );
+            println!(
+                "rebuild (3 projections): {:>8.0} events/s",
+                report.rebuild_events_per_second
+            );
+            println!("ratio to the slower peer: {:.2}", report.ratio());
+            Ok(())
+        }
         Commands::Load(args) => {
             let config = api::load::LoadConfig {
                 url: args.url,

@@ -6,6 +6,7 @@
 //! These tools only read. They must never write to the log or to a read
 //! model, and never trust a read model where the log can answer.
 
+pub mod bench;
 pub mod inspect;
 pub mod log_fold;
 pub mod rebuild;

@@ -1,0 +1,245 @@
+//! `orderstore bench rebuild`: how fast all three projections rebuild from N
+//! events, against two raw peers measured in the same run on the same data:
+//! a raw consumer reading the events topic (no decoding), and raw sled
+//! ingest of rows of the same number and size into the same trees, in the
+//! same batches and with the same flush policy (no decoding, no logic).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use domain::order::{LineItem, OrderPlaced};
+use domain::{
+    CommandId, Currency, CustomerId, EventMeta, Money, OrderEvent, OrderId, Recorded, RecordedEvent,
+};
+use eventlog::embedded::EmbeddedLog;
+use eventlog::topics::Topics;
+use eventlog::{EventLog, OutgoingRecord, Record, TopicPartition};
+use projections::worker::{Projection, BATCH};
+use projections::{customer, finance, history, ProjectionStore};
+
+use crate::rebuild::{rebuild_into, RebuildError};
+
+/// Rows the three projections write per event, on average: history 1,
+/// customer 2 (order row and customer row), finance about 1.
+const ROWS_PER_EVENT: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchReport {
+    pub events: u64,
+    pub raw_consumer_events_per_second: f64,
+    pub raw_sled_events_per_second: f64,
+    pub rebuild_events_per_second: f64,
+}
+
+impl BenchReport {
+    /// Ours against the slower of the two peers.
+    pub fn ratio(&self) -> f64 {
+        self.rebuild_events_per_second
+            / self
+                .raw_consumer_events_per_second
+                .min(self.raw_sled_events_per_second)
+    }
+}
+
+fn per_second(events: u64, elapsed: Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// The five events of a delivered order, as the processor would write them.
+fn lifecycle(order: u64, base_micros: i64) -> Vec<RecordedEvent> {
+    let currency =
+        Currency::parse(["USD", "EUR", "JPY"][(order % 3) as usize]).expect("a known currency");
+    let order_id = OrderId::parse(format!("bench-{order}")).expect("a valid id");
+    let events = [
+        OrderEvent::OrderPlaced(OrderPlaced {
+            customer_id: CustomerId::parse(format!("customer-{}", order % 5000))
+                .expect("a valid id"),
+            currency,
+            items: vec![LineItem {
+                sku: "SKU-1".into(),
+                quantity: 2,
+                unit_price: 1250,
+            }],
+            subtotal: 2500,
+            tax: 200,
+            total: 2700,
+        }),
+        OrderEvent::InventoryReserved {
+            items: vec![LineItem {
+                sku: "SKU-1".into(),
+                quantity: 2,
+                unit_price: 1250,
+            }],
+        },
+        OrderEvent::PaymentConfirmed {
+            payment_id: format!("pay-{order}"),
+            amount: Money::new(2700, currency),
+        },
+        OrderEvent::OrderShipped {
+            carrier: "DHL".into(),
+            tracking_number: format!("TRK{order}"),
+        },
+        OrderEvent::OrderDelivered,
+    ];
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let recorded = Recorded {
+                order_id: order_id.clone(),
+                sequence: i as u64 + 1,
+                time: Utc
+                    .timestamp_micros(base_micros + i as i64)
+                    .single()
+                    .unwrap_or_else(Utc::now),
+                command_id: CommandId::parse(format!("c-{order}-{i}")).expect("a valid id"),
+                event,
+            };
+            RecordedEvent::new(
+                &recorded,
+                EventMeta {
+                    id: format!("e-{order}-{i}"),
+                    correlation_id: "bench".into(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Writes `events` (a multiple of five) into a fresh embedded log.
+async fn generate(log: &dyn EventLog, topics: &Topics, events: u64) -> Result<(), RebuildError> {
+    for spec in topics.write_side(6) {
+        log.create_topic(&spec).await?;
+    }
+    let orders = events / 5;
+    let mut batch = Vec::with_capacity(BATCH);
+    for order in 0..orders {
+        // Orders one millisecond apart keep event time growing in every partition.
+        for event in lifecycle(order, 1_800_000_000_000_000 + order as i64 * 1000) {
+            let (headers, payload) = event.encode();
+            batch.push(OutgoingRecord {
+                topic: topics.events.clone(),
+                partition: None,
+                record: Record {
+                    key: event.envelope.subject.as_bytes().to_vec(),
+                    value: Some(payload),
+                    headers,
+                    timestamp_ms: event.envelope.time.timestamp_millis(),
+                },
+            });
+        }
+        if batch.len() >= BATCH {
+            log.append(std::mem::take(&mut batch)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        log.append(batch).await?;
+    }
+    Ok(())
+}
+
+async fn raw_consumer(
+    log: &dyn EventLog,
+    topics: &Topics,
+) -> Result<(u64, Duration), RebuildError> {
+    let started = Instant::now();
+    let mut assignment = Vec::new();
+    let mut end = 0;
+    for partition in 0..log.partition_count(&topics.events).await? {
+        let tp = TopicPartition::new(&topics.events, partition);
+        end += log.watermarks(&tp).await?.1;
+        assignment.push((tp, 0));
+    }
+    let mut consumer = log.consumer().await?;
+    consumer.assign(assignment).await?;
+    let mut read = 0;
+    while read < end {
+        let records = consumer.poll(BATCH, Duration::from_millis(500)).await?;
+        if records.is_empty() {
+            break;
+        }
+        read += records.len() as u64;
+    }
+    Ok((read, started.elapsed()))
+}
+
+/// Rows of realistic size into one tree per projection, `ROWS_PER_EVENT` per
+/// event, one `apply_batch` per `BATCH` events, no flush per batch.
+fn raw_sled(dir: &Path, events: u64) -> Result<Duration, RebuildError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(128 << 20)
+        .open()
+        .map_err(projections::store::StoreError::from)?;
+    let trees = ["history", "customer", "finance"]
+        .map(|name| db.open_tree(name))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(projections::store::StoreError::from)?;
+    let value = vec![7u8; 300];
+    let started = Instant::now();
+    let mut event = 0;
+    while event < events {
+        let mut batches: Vec<sled::Batch> = trees.iter().map(|_| sled::Batch::default()).collect();
+        for e in event..(event + BATCH as u64).min(events) {
+            for row in 0..ROWS_PER_EVENT {
+                let key = format!("row-{}-{e:012}-{row}", e % 1000);
+                batches[row % trees.len()].insert(key.as_bytes(), value.as_slice());
+            }
+        }
+        for (tree, batch) in trees.iter().zip(batches) {
+            tree.apply_batch(batch)
+                .map_err(projections::store::StoreError::from)?;
+        }
+        event += BATCH as u64;
+    }
+    db.flush().map_err(projections::store::StoreError::from)?;
+    Ok(started.elapsed())
+}
+
+/// Runs the whole benchmark in `dir` (which it fills).
+pub async fn rebuild_benchmark(dir: &Path, events: u64) -> Result<BenchReport, RebuildError> {
+    let events = (events / 5).max(1) * 5;
+    let topics = Topics::default();
+    let log = Arc::new(EmbeddedLog::open(&dir.join("log"))?);
+    generate(log.as_ref(), &topics, events).await?;
+
+    let (read, consumer_time) = raw_consumer(log.as_ref(), &topics).await?;
+    let sled_time = raw_sled(&dir.join("raw-sled"), events)?;
+
+    let started = Instant::now();
+    let projections: [(&str, Arc<dyn Projection>); 3] = [
+        ("history", Arc::new(history::History)),
+        ("customer", Arc::new(customer::Customer)),
+        ("finance", Arc::new(finance::Finance)),
+    ];
+    let mut tasks = Vec::new();
+    for (name, projection) in projections {
+        let store = ProjectionStore::open(&dir.join("projections").join(name))?;
+        let (log, topics) = (log.clone(), topics.clone());
+        tasks.push(tokio::spawn(async move {
+            rebuild_into(
+                projection.as_ref(),
+                log.as_ref(),
+                &topics,
+                &store,
+                None,
+                |_| {},
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await
+            .map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))??;
+    }
+    let rebuild_time = started.elapsed();
+    Ok(BenchReport {
+        events,
+        raw_consumer_events_per_second: per_second(read, consumer_time),
+        raw_sled_events_per_second: per_second(events, sled_time),
+        rebuild_events_per_second: per_second(events, rebuild_time),
+    })
+}
