@@ -39,6 +39,48 @@ enum Commands {
     /// Benchmarks, reported against raw peers measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Dead letters of a projection (the server must be stopped: these open its store).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Every dead letter, oldest position first.
+    List {
+        /// history, customer or finance (default: all three).
+        #[arg(long)]
+        projection: Option<String>,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// One dead letter in full: headers, error, payload.
+    Show {
+        projection: String,
+        /// partition:offset of the event in the events topic.
+        position: String,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Apply the parked events again, in order (after the cause is fixed).
+    Retry {
+        projection: String,
+        /// Only this order.
+        #[arg(long)]
+        order: Option<String>,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Drop one dead letter for good.
+    Discard {
+        projection: String,
+        position: String,
+        /// Required: discarding loses the event for this read model.
+        #[arg(long)]
+        confirm: bool,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -371,6 +413,124 @@ async fn rebuild(
     Ok(())
 }
 
+fn open_projection_store(
+    data_dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<projections::ProjectionStore> {
+    projection_named(name)?;
+    let generation = projections::generation::current_generation(data_dir, name);
+    let dir = projections::generation::generation_dir(data_dir, name, generation);
+    anyhow::ensure!(
+        dir.exists(),
+        "no {name} read model in {}",
+        data_dir.display()
+    );
+    projections::ProjectionStore::open(&dir).with_context(|| {
+        format!(
+            "cannot open {}: is `orderstore serve` running on it? Stop it first",
+            dir.display()
+        )
+    })
+}
+
+fn parse_position(text: &str) -> anyhow::Result<(u32, u64)> {
+    eventlog::processor::messages::parse_consistency_token(text)
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is not a position (partition:offset)"))
+}
+
+fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List {
+            projection,
+            data_dir,
+        } => {
+            let names = match &projection {
+                Some(name) => vec![name.as_str()],
+                None => vec!["history", "customer", "finance"],
+            };
+            for name in names {
+                let store = open_projection_store(&data_dir, name)?;
+                for letter in store.dead_letters()? {
+                    println!(
+                        "{name}  {}:{}  {}  {}  {}  {}",
+                        letter.partition,
+                        letter.offset,
+                        letter.order_id.as_deref().unwrap_or("-"),
+                        letter.event_type.as_deref().unwrap_or("-"),
+                        domain::envelope::format_time(&letter.received_at),
+                        letter.error
+                    );
+                }
+            }
+        }
+        DlqCommand::Show {
+            projection,
+            position,
+            data_dir,
+        } => {
+            let (partition, offset) = parse_position(&position)?;
+            let store = open_projection_store(&data_dir, &projection)?;
+            let letter = store
+                .dead_letters()?
+                .into_iter()
+                .find(|l| l.partition == partition && l.offset == offset)
+                .ok_or_else(|| anyhow::anyhow!("no dead letter at {position} in {projection}"))?;
+            let headers: serde_json::Map<String, serde_json::Value> = letter
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.clone(),
+                        String::from_utf8_lossy(&h.value).into_owned().into(),
+                    )
+                })
+                .collect();
+            let shown = serde_json::json!({
+                "projection": projection, "partition": partition, "offset": offset,
+                "orderId": letter.order_id, "eventType": letter.event_type, "error": letter.error,
+                "receivedAt": domain::envelope::format_time(&letter.received_at), "headers": headers,
+                "payloadBytes": letter.payload.as_ref().map(Vec::len),
+                "payloadHex": letter.payload.as_ref().map(|p| p.iter().take(256).map(|b| format!("{b:02x}")).collect::<String>()),
+            });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        DlqCommand::Retry {
+            projection,
+            order,
+            data_dir,
+        } => {
+            let store = open_projection_store(&data_dir, &projection)?;
+            let report = projections::dlq::retry(
+                projection_named(&projection)?.as_ref(),
+                &store,
+                order.as_deref(),
+            )?;
+            println!(
+                "{projection}: {} applied, {} still parked",
+                report.applied, report.still_parked
+            );
+        }
+        DlqCommand::Discard {
+            projection,
+            position,
+            confirm,
+            data_dir,
+        } => {
+            anyhow::ensure!(
+                confirm,
+                "discarding loses the event for the {projection} read model: pass --confirm"
+            );
+            let (partition, offset) = parse_position(&position)?;
+            let store = open_projection_store(&data_dir, &projection)?;
+            match projections::dlq::discard(&store, partition, offset)? {
+                Some(_) => println!("{projection}: discarded the dead letter at {position}"),
+                None => anyhow::bail!("no dead letter at {position} in {projection}"),
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
     match command {
         ReplayCommand::Rebuild {
@@ -435,6 +595,7 @@ async fn main() -> anyhow::Result<()> {
         Commands::Serve(args) => serve(args).await,
         Commands::Inspect(command) => inspect(command).await,
         Commands::Replay(command) => replay_command(command).await,
+        Commands::Dlq(command) => dlq(command),
         Commands::Bench(BenchCommand::Rebuild { events, dir }) => {
             let scratch = tempfile::tempdir()?;
             let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());

@@ -8,6 +8,7 @@ mod support;
 mod bad_input;
 mod broker_restart;
 mod compaction;
+mod dlq_cli;
 mod http_api;
 mod inspect;
 mod layering;

@@ -7,6 +7,7 @@
 //! advance its checkpoint without the rows that go with it.
 
 pub mod customer;
+pub mod dlq;
 pub mod finance;
 pub mod generation;
 pub mod history;

@@ -123,18 +123,24 @@ impl StoreBatch {
             .insert(tagged(PARKED, &[order_id.as_bytes()]), &[]);
     }
 
+    pub fn unpark(&mut self, order_id: &str) {
+        self.batch.remove(tagged(PARKED, &[order_id.as_bytes()]));
+    }
+
+    pub fn remove_dead_letter(&mut self, partition: u32, offset: u64) {
+        self.batch.remove(dead_key(partition, offset));
+    }
+
     pub fn dead_letter(&mut self, letter: &DeadLetter) -> Result<(), StoreError> {
-        let key = tagged(
-            DEAD,
-            &[
-                &letter.partition.to_be_bytes(),
-                &letter.offset.to_be_bytes(),
-            ],
-        );
+        let key = dead_key(letter.partition, letter.offset);
         let value = serde_json::to_vec(letter).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.batch.insert(key, value);
         Ok(())
     }
+}
+
+fn dead_key(partition: u32, offset: u64) -> Vec<u8> {
+    tagged(DEAD, &[&partition.to_be_bytes(), &offset.to_be_bytes()])
 }
 
 fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {

@@ -278,20 +278,23 @@ pub fn prepare_batch(
 
 /// The state of a batch being prepared: its writes, and what later events
 /// of the same batch must see (rows, sequences, parked orders).
-struct Pending<'a> {
+pub(crate) struct Pending<'a> {
     store: &'a ProjectionStore,
-    batch: StoreBatch,
+    /// An order being retried from the DLQ: its stored parking is ignored.
+    pub(crate) retrying: Option<String>,
+    pub(crate) batch: StoreBatch,
     dead_letters: Vec<DeadLetter>,
     overlay: HashMap<RowKey, Vec<u8>>,
     sequences: HashMap<String, u64>,
-    parked: HashSet<String>,
+    pub(crate) parked: HashSet<String>,
     checkpoints: BTreeMap<u32, u64>,
 }
 
 impl<'a> Pending<'a> {
-    fn new(store: &'a ProjectionStore) -> Self {
+    pub(crate) fn new(store: &'a ProjectionStore) -> Self {
         Self {
             store,
+            retrying: None,
             batch: StoreBatch::default(),
             dead_letters: Vec::new(),
             overlay: HashMap::new(),
@@ -302,7 +305,7 @@ impl<'a> Pending<'a> {
     }
 
     /// One record: decode, skip duplicates, apply, or dead-letter.
-    fn apply(
+    pub(crate) fn apply(
         &mut self,
         projection: &dyn Projection,
         stored: &StoredRecord,
@@ -323,7 +326,8 @@ impl<'a> Pending<'a> {
             }
         };
         let order_id = event.envelope.subject.clone();
-        if self.parked.contains(&order_id) || self.store.is_parked(&order_id)? {
+        let retrying = self.retrying.as_deref() == Some(order_id.as_str());
+        if self.parked.contains(&order_id) || (!retrying && self.store.is_parked(&order_id)?) {
             let error = "parked behind an earlier dead letter of this order".to_owned();
             return self.dead_letter(stored, Some(order_id), error);
         }

@@ -295,3 +295,101 @@ fn poison_events_are_dead_lettered_and_park_their_order_while_others_flow() {
     assert_eq!(store.checkpoint(0).unwrap(), Some(5));
     assert_eq!(store.checkpoint(1).unwrap(), Some(6));
 }
+
+/// The customer projection with a bug that can be "deployed away": while
+/// `broken`, it refuses InventoryReserved events.
+#[derive(Debug, Default)]
+struct Flaky {
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl Projection for Flaky {
+    fn name(&self) -> &'static str {
+        "customer"
+    }
+
+    fn apply(
+        &self,
+        read: &projections::worker::ReadRow<'_>,
+        event: &RecordedEvent,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Vec<projections::worker::Change>, projections::worker::ApplyError> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst)
+            && matches!(event.event, OrderEvent::InventoryReserved { .. })
+        {
+            return Err(projections::worker::ApplyError::Rule("a bug".into()));
+        }
+        Customer.apply(read, event, partition, offset)
+    }
+}
+
+#[test]
+fn retrying_dead_letters_after_a_fix_applies_them_in_order_and_unparks_the_order() {
+    let flaky = Flaky::default();
+    flaky
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut garbage = stored("o9", 1, t(1, 9), OrderEvent::OrderDelivered, 1, 0);
+    garbage.record.value = Some(vec![1, 2, 3]);
+    let records = vec![
+        stored("o1", 1, t(1, 10), placed("alice", 1100, 100), 0, 0),
+        stored(
+            "o1",
+            2,
+            t(1, 11),
+            OrderEvent::InventoryReserved { items: vec![] },
+            0,
+            1,
+        ),
+        stored(
+            "o1",
+            3,
+            t(1, 12),
+            OrderEvent::PaymentConfirmed {
+                payment_id: "p".into(),
+                amount: usd(1100),
+            },
+            0,
+            2,
+        ),
+        stored("o2", 1, t(1, 13), placed("alice", 500, 0), 0, 3),
+        garbage,
+    ];
+    let (_dir, store) = apply(&flaky, records);
+    assert_eq!(
+        store.dead_letters().unwrap().len(),
+        3,
+        "o1's reservation, the payment parked behind it, the garbage"
+    );
+    assert!(store.is_parked("o1").unwrap());
+
+    // Retrying before the fix changes nothing.
+    let report = projections::dlq::retry(&flaky, &store, None).unwrap();
+    assert_eq!((report.applied, report.still_parked), (0, 3));
+    assert!(store.is_parked("o1").unwrap());
+
+    // After the fix, o1's parked events apply in order; the garbage stays.
+    flaky
+        .broken
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = projections::dlq::retry(&flaky, &store, None).unwrap();
+    assert_eq!((report.applied, report.still_parked), (2, 1));
+    assert!(!store.is_parked("o1").unwrap());
+    let view = customer::view(&store, "alice", DateTime::<Utc>::MAX_UTC)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        view.orders[0].status,
+        OrderStatus::Confirmed,
+        "reserved, then paid"
+    );
+    assert_eq!(view.lifetime_value.get("USD"), Some(&1100));
+
+    // The garbage can only be discarded, on purpose.
+    let discarded = projections::dlq::discard(&store, 1, 0).unwrap().unwrap();
+    assert_eq!(discarded.order_id.as_deref(), Some("o9"));
+    assert!(store.dead_letters().unwrap().is_empty());
+    assert!(!store.is_parked("o9").unwrap());
+    assert!(projections::dlq::discard(&store, 1, 0).unwrap().is_none());
+}
