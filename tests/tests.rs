@@ -9,6 +9,7 @@ mod bad_input;
 mod broker_restart;
 mod compaction;
 mod dlq_cli;
+mod evolution;
 mod http_api;
 mod inspect;
 mod layering;

@@ -231,7 +231,7 @@ impl RecordedEvent {
     }
 
     /// The structured CloudEvents JSON form (`application/cloudevents+json`),
-    /// with the data as JSON.
+    /// with the data as JSON in the current (upcast) shape.
     pub fn to_cloudevent_json(&self) -> Value {
         let e = &self.envelope;
         let built = EventBuilderV10::new()
@@ -243,7 +243,12 @@ impl RecordedEvent {
             .extension("correlationid", e.correlation_id.as_str())
             .extension("causationid", e.causation_id.as_str())
             .extension("sequence", e.sequence.to_string())
-            .extension("schemaversion", e.schema_version.to_string())
+            // The data is rendered in the current shape, so it carries the
+            // current version; the log keeps the version it was written in.
+            .extension(
+                "schemaversion",
+                codec::current_version(self.event.event_type()).to_string(),
+            )
             .extension("partitionkey", e.partition_key.as_str())
             .data("application/json", codec::event_data_json(&self.event))
             .build();
