@@ -3,11 +3,10 @@
 //! restores from it exactly the states that folding the events topic gives.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::{evolve, initial_state, OrderState, RecordedEvent};
-use eventlog::processor::{CommandProcessor, ProcessorConfig, StateStore, SystemClock};
+use eventlog::processor::StateStore;
 use eventlog::topics::Topics;
 use eventlog::{EventLog, OutgoingRecord, Record, StoredRecord, TopicPartition};
 use serde_json::json;
@@ -109,16 +108,11 @@ async fn compaction_leaves_one_snapshot_per_order_and_a_fresh_node_restores_from
 
     // A node with no local state restores from the compacted topic.
     let fresh = StateStore::open(&dir.path().join("fresh-state")).unwrap();
-    let config = ProcessorConfig {
-        topics: topics.clone(),
-        max_batch: 100,
-    };
-    let restored_log: Arc<dyn EventLog> = log.clone();
-    let (mut processor, _commands) =
-        CommandProcessor::prepare(&config, restored_log, fresh.clone(), Arc::new(SystemClock))
+    for partition in 0..PARTITIONS {
+        eventlog::processor::restore_partition(log.as_ref(), &topics, &fresh, partition)
             .await
             .unwrap();
-    processor.adopt(&(0..PARTITIONS).collect()).await.unwrap();
+    }
     let folded = fold_events(log.as_ref(), &topics).await;
     assert_eq!(folded.len(), orders);
     for (order_id, state) in &folded {

@@ -20,6 +20,26 @@ pub(crate) struct KafkaConsumer {
     log: KafkaLog,
     consumer: Arc<StreamConsumer>,
     positions: BTreeMap<TopicPartition, u64>,
+    /// Joined a consumer group (`subscribe`).
+    member: bool,
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        if !self.member {
+            return;
+        }
+        // Closing a group member runs a last rebalance inside librdkafka,
+        // which can block (seen when the member had not finished joining).
+        // Close it on its own thread so that never stalls a shutdown.
+        let consumer = self.consumer.clone();
+        let closing = std::thread::Builder::new()
+            .name("kafka-consumer-close".into())
+            .spawn(move || drop(consumer));
+        if let Err(error) = closing {
+            tracing::warn!(%error, "could not close a group consumer on its own thread");
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -38,6 +58,7 @@ impl KafkaConsumer {
             log: log.clone(),
             consumer: Arc::new(consumer),
             positions: BTreeMap::new(),
+            member: false,
         })
     }
 }
@@ -110,6 +131,7 @@ impl LogConsumer for KafkaConsumer {
         consumer.subscribe(&[topic]).map_err(kafka_error)?;
         self.log.register_member(group, &consumer)?;
         self.consumer = consumer;
+        self.member = true;
         self.positions.clear();
         Ok(())
     }

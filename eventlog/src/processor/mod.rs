@@ -98,22 +98,8 @@ impl CommandProcessor {
     pub async fn adopt(&mut self, partitions: &BTreeSet<u32>) -> Result<(), LogError> {
         let topics = &self.topics;
         for &partition in partitions {
-            let tp = TopicPartition::new(&topics.commands, partition);
-            let committed = self
-                .log
-                .committed(&topics.processor_group(), &tp)
-                .await?
-                .unwrap_or(0);
-            if self.store.applied_offset(partition)? != Some(committed) {
-                restore::partition_from_snapshots(
-                    self.log.as_ref(),
-                    topics,
-                    &self.store,
-                    partition,
-                    committed,
-                )
-                .await?;
-            }
+            let committed =
+                restore_partition(self.log.as_ref(), topics, &self.store, partition).await?;
             match restore::last_event_time(self.log.as_ref(), topics, partition).await? {
                 Some(time) => self.last_time.insert(partition, time),
                 None => self.last_time.remove(&partition),
@@ -181,6 +167,26 @@ impl CommandProcessor {
         self.last_time.insert(partition, time);
         time
     }
+}
+
+/// Brings the local state of one commands partition up to the group's
+/// committed offset: restores it from the snapshots topic unless the store
+/// already reflects that offset. Returns the committed offset.
+pub async fn restore_partition(
+    log: &dyn EventLog,
+    topics: &Topics,
+    store: &StateStore,
+    partition: u32,
+) -> Result<u64, LogError> {
+    let tp = TopicPartition::new(&topics.commands, partition);
+    let committed = log
+        .committed(&topics.processor_group(), &tp)
+        .await?
+        .unwrap_or(0);
+    if store.applied_offset(partition)? != Some(committed) {
+        restore::partition_from_snapshots(log, topics, store, partition, committed).await?;
+    }
+    Ok(committed)
 }
 
 /// Runs a processor over every partition of the commands topic until shutdown.
