@@ -108,6 +108,32 @@ struct LogArgs {
     topic_prefix: String,
 }
 
+/// How a tool reaches a running server that owns the data directory.
+#[derive(Debug, Clone, clap::Args)]
+struct ServerArgs {
+    /// The server's base URL (default: the one recorded in the data directory
+    /// by a running `serve`, if it answers).
+    #[arg(long, env = "ORDERSTORE_SERVER")]
+    server: Option<String>,
+    /// Bearer token of that server.
+    #[arg(long, env = "ORDERSTORE_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+}
+
+impl ServerArgs {
+    /// The running server to ask, if any.
+    async fn client(&self, data_dir: &std::path::Path) -> Option<api::admin_client::AdminClient> {
+        let url = match &self.server {
+            Some(url) => url.clone(),
+            None => api::admin_client::running_server(data_dir).await?,
+        };
+        Some(api::admin_client::AdminClient::new(
+            &url,
+            self.auth_token.clone(),
+        ))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum InspectCommand {
     /// The order's state at a time (default now) and the events that made it.
@@ -138,7 +164,9 @@ enum InspectCommand {
 #[derive(Debug, Subcommand)]
 enum ReplayCommand {
     /// Build a projection (or all) anew from the events topic into its next
-    /// generation, then serve that generation (on the next start of `serve`).
+    /// generation, then serve that generation. When a server owns the data
+    /// directory it does the work (the API keeps answering and switches when
+    /// the new generation has caught up); otherwise it runs here.
     Rebuild {
         /// history, customer, finance or all.
         projection: String,
@@ -150,6 +178,8 @@ enum ReplayCommand {
         keep_previous: bool,
         #[command(flatten)]
         log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Fold the events topic and compare every order with the snapshots topic.
     Snapshots {
@@ -371,6 +401,7 @@ async fn rebuild(
     let next = next_generation(data_dir, name);
     let dir = generation_dir(data_dir, name, next);
     std::fs::create_dir_all(&dir)?;
+    projections::generation::mark(&dir, projections::generation::BUILDING)?;
     let store = projections::ProjectionStore::open(&dir)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -380,15 +411,35 @@ async fn rebuild(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_prefix(format!("{name} v{next}"));
-    let rebuilt =
-        replay::rebuild::rebuild_into(projection.as_ref(), log, topics, &store, until, |p| {
+    let target = until.map_or(
+        replay::rebuild::Target::LogEnd,
+        replay::rebuild::Target::Time,
+    );
+    let rebuilt = replay::rebuild::rebuild_into(
+        projection.as_ref(),
+        log,
+        topics,
+        &store,
+        target,
+        shutdown_signal(),
+        |p| {
             bar.set_length(p.total);
             bar.set_position(p.applied);
             bar.set_message(format!("{:.0} events/s", p.events_per_second));
-        })
-        .await?;
+        },
+    )
+    .await;
     bar.finish_and_clear();
     drop(store);
+    let rebuilt = match rebuilt {
+        Ok(rebuilt) => rebuilt,
+        Err(error) => {
+            // Nothing half-built is left behind; the served generation is untouched.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(error.into());
+        }
+    };
+    projections::generation::unmark(&dir, projections::generation::BUILDING)?;
     println!(
         "{name}: generation v{next} built from {} events in {:.1} s ({:.0} events/s)",
         rebuilt.events,
@@ -403,13 +454,122 @@ async fn rebuild(
         return Ok(());
     }
     switch_generation(data_dir, name, next)?;
-    println!("  now served: v{next} (takes effect when serve starts)");
+    println!("  now served: v{next}");
     let previous = generation_dir(data_dir, name, served);
     if !keep_previous && previous.exists() {
         std::fs::remove_dir_all(&previous)?;
     } else if previous.exists() {
         println!("  kept v{served} in {} for rollback", previous.display());
     }
+    Ok(())
+}
+
+/// Asks a running server to rebuild, and follows its progress until every
+/// rebuild has switched (or failed).
+async fn rebuild_on_server(
+    client: &api::admin_client::AdminClient,
+    names: &[&str],
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    keep_previous: bool,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    println!("asking the server at {} to rebuild", client.url());
+    let bars = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} {bar:40} {pos}/{len} events {msg} ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let mut pending = Vec::new();
+    for name in names {
+        let started = client
+            .gql(
+                "mutation($name: String!, $until: DateTime, $keep: Boolean) { rebuildProjection(name: $name, until: $until, keepPrevious: $keep) { targetVersion servedVersion } }",
+                json!({ "name": name, "until": until, "keep": keep_previous }),
+            )
+            .await
+            .with_context(|| format!("the server refused to rebuild {name}"))?;
+        let target = started["rebuildProjection"]["targetVersion"]
+            .as_i64()
+            .context("no targetVersion in the answer")?;
+        let bar = bars.add(indicatif::ProgressBar::new(0));
+        bar.set_style(style.clone());
+        bar.set_prefix(format!("{name} v{target}"));
+        pending.push((name.to_string(), target, bar));
+    }
+    let mut failed = 0;
+    while !pending.is_empty() {
+        let status = tokio::select! {
+            status = client.gql(
+                "{ projections { name version rebuilding { targetVersion applied total eventsPerSecond phase } lastRebuild { targetVersion events seconds error } } }",
+                json!({}),
+            ) => status?,
+            _ = shutdown_signal() => {
+                bars.clear()?;
+                println!("stopped watching; the server goes on with the rebuild (see the projections query)");
+                return Ok(());
+            }
+        };
+        let projections = status["projections"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut still = Vec::new();
+        for (name, target, bar) in pending {
+            let Some(p) = projections.iter().find(|p| p["name"] == name.as_str()) else {
+                still.push((name, target, bar));
+                continue;
+            };
+            let rebuilding = &p["rebuilding"];
+            if rebuilding["targetVersion"].as_i64() == Some(target) {
+                let number =
+                    |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+                bar.set_length(number(&rebuilding["total"]));
+                bar.set_position(number(&rebuilding["applied"]));
+                bar.set_message(format!(
+                    "{:.0} events/s, {}",
+                    rebuilding["eventsPerSecond"].as_f64().unwrap_or(0.0),
+                    rebuilding["phase"].as_str().unwrap_or("")
+                ));
+                still.push((name, target, bar));
+                continue;
+            }
+            let last = &p["lastRebuild"];
+            if last["targetVersion"].as_i64() != Some(target) {
+                still.push((name, target, bar)); // not started yet
+                continue;
+            }
+            bar.finish_and_clear();
+            match last["error"].as_str() {
+                Some(error) => {
+                    failed += 1;
+                    bars.suspend(|| println!("{name}: rebuild into v{target} failed: {error}"));
+                }
+                None => {
+                    let events: f64 = last["events"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0.0);
+                    let seconds = last["seconds"].as_f64().unwrap_or(0.0);
+                    let served = match until {
+                        Some(at) => format!(
+                            "frozen at {at}; the served generation is still v{}",
+                            p["version"]
+                        ),
+                        None => format!("now served: v{}", p["version"]),
+                    };
+                    bars.suspend(|| println!(
+                        "{name}: generation v{target} built from {events} events in {seconds:.1} s ({:.0} events/s); {served}",
+                        events / seconds.max(1e-9)
+                    ));
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} rebuild(s) failed");
     Ok(())
 }
 
@@ -538,6 +698,7 @@ async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
             until,
             keep_previous,
             log: args,
+            server,
         } => {
             let names: Vec<&str> = match projection.as_str() {
                 "all" => vec!["history", "customer", "finance"],
@@ -545,6 +706,9 @@ async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
             };
             for name in &names {
                 projection_named(name)?;
+            }
+            if let Some(client) = server.client(&args.data_dir).await {
+                return rebuild_on_server(&client, &names, until, keep_previous).await;
             }
             let (log, topics) = open_log(&args).await?;
             for name in names {

@@ -13,6 +13,7 @@ mod evolution;
 mod http_api;
 mod inspect;
 mod layering;
+mod live_rebuild;
 mod rebuild;
 mod restart;
 mod scale_out;

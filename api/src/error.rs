@@ -8,6 +8,14 @@ use eventlog::processor::RejectionReply;
 pub const TIMEOUT: &str = "TIMEOUT";
 pub const VALIDATION_FAILED: &str = "VALIDATION_FAILED";
 pub const INTERNAL: &str = "INTERNAL";
+/// The request conflicts with work in progress (e.g. a rebuild already running).
+pub const CONFLICT: &str = "CONFLICT";
+/// The node cannot do it now (e.g. it is stopping).
+pub const UNAVAILABLE: &str = "UNAVAILABLE";
+/// An admin operation from a client that may not run them.
+pub const FORBIDDEN: &str = "FORBIDDEN";
+/// The thing asked for does not exist.
+pub const NOT_FOUND: &str = "NOT_FOUND";
 
 /// An error for the client: a code, a message and, for validation, the field.
 ///
@@ -32,6 +40,30 @@ impl ApiError {
     pub fn timeout(message: impl Into<String>) -> Self {
         Self {
             code: TIMEOUT.into(),
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::coded(CONFLICT, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::coded(UNAVAILABLE, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::coded(FORBIDDEN, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::coded(NOT_FOUND, message)
+    }
+
+    fn coded(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
             message: message.into(),
             field: None,
         }

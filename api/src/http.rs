@@ -11,14 +11,16 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Request};
 use async_graphql_axum::{GraphQLResponse, GraphQLSubscription};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 
-use crate::schema::{AppSchema, AppState, CorrelationHeader};
+use crate::schema::{AdminAccess, AppSchema, AppState, CorrelationHeader};
 use crate::status;
 
 /// Largest request body accepted, in bytes.
@@ -61,8 +63,14 @@ fn problem(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn authorize(State(http): State<Http>, request: HttpRequest, next: Next) -> Response {
+async fn authorize(State(http): State<Http>, mut request: HttpRequest, next: Next) -> Response {
     let Some(token) = &http.auth_token else {
+        // No token: admin operations only from this machine.
+        let loopback = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_some_and(|peer| peer.0.ip().is_loopback());
+        request.extensions_mut().insert(AdminAccess(loopback));
         return next.run(request).await;
     };
     let presented = request
@@ -71,6 +79,7 @@ async fn authorize(State(http): State<Http>, request: HttpRequest, next: Next) -
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if presented == Some(token.as_ref()) {
+        request.extensions_mut().insert(AdminAccess(true));
         next.run(request).await
     } else {
         let mut response = problem(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
@@ -100,7 +109,12 @@ fn correlation(headers: &HeaderMap) -> CorrelationHeader {
     )
 }
 
-async fn graphql_post(State(http): State<Http>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql_post(
+    State(http): State<Http>,
+    Extension(admin): Extension<AdminAccess>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(error) => {
@@ -112,7 +126,9 @@ async fn graphql_post(State(http): State<Http>, headers: HeaderMap, body: Bytes)
     };
     let correlation = correlation(&headers);
     let batch = match batch {
-        BatchRequest::Single(request) => BatchRequest::Single(request.data(correlation)),
+        BatchRequest::Single(request) => {
+            BatchRequest::Single(request.data(correlation).data(admin))
+        }
         BatchRequest::Batch(requests) if requests.len() > MAX_BATCH => {
             return problem(
                 StatusCode::BAD_REQUEST,
@@ -122,7 +138,7 @@ async fn graphql_post(State(http): State<Http>, headers: HeaderMap, body: Bytes)
         BatchRequest::Batch(requests) => BatchRequest::Batch(
             requests
                 .into_iter()
-                .map(|r| r.data(correlation.clone()))
+                .map(|r| r.data(correlation.clone()).data(admin))
                 .collect(),
         ),
     };
@@ -165,7 +181,7 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
 async fn ready(State(http): State<Http>) -> Response {
     let mut behind = serde_json::Map::new();
     for handle in http.state.read.all() {
-        match status::lag(http.state.log.as_ref(), &http.state.topics, handle).await {
+        match status::lag(http.state.log.as_ref(), &http.state.topics, &handle).await {
             Ok(lag) if lag.events == 0 => {}
             Ok(lag) => {
                 behind.insert(handle.name.to_owned(), lag.events.into());
@@ -192,7 +208,7 @@ async fn ready(State(http): State<Http>) -> Response {
 async fn metrics(State(http): State<Http>) -> Response {
     let state = &http.state;
     for handle in state.read.all() {
-        if let Ok(lag) = status::lag(state.log.as_ref(), &state.topics, handle).await {
+        if let Ok(lag) = status::lag(state.log.as_ref(), &state.topics, &handle).await {
             state
                 .metrics
                 .set_projection(handle.name, lag.events, lag.seconds, lag.applied);

@@ -5,6 +5,7 @@
 //! It must never leak internal errors to clients, never acknowledge a
 //! command before its reply, and never block a request without a bound.
 
+pub mod admin_client;
 pub mod error;
 pub mod gateway;
 pub mod http;

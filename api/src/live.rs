@@ -12,6 +12,8 @@ use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, TopicPartition};
 use projections::customer::{OrderSummary, ORDERS};
 use projections::{ProjectionStore, RowKey};
+
+use crate::read_models::ProjectionSlot;
 use tokio::sync::broadcast;
 
 use crate::schema::types::Event;
@@ -21,7 +23,7 @@ use crate::schema::LiveEvent;
 pub async fn start(
     log: Arc<dyn EventLog>,
     topics: &Topics,
-    customers: ProjectionStore,
+    customers: Arc<ProjectionSlot>,
     sender: broadcast::Sender<LiveEvent>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, LogError> {
@@ -61,7 +63,7 @@ pub async fn start(
                 let Ok(event) = RecordedEvent::decode(&stored.record.headers, payload) else {
                     continue;
                 };
-                let customer_id = customers_of.customer_of(&event, &customers);
+                let customer_id = customers_of.customer_of(&event, &customers.served().store);
                 if let Ok(view) = Event::from_recorded(&event, stored.partition, stored.offset) {
                     let _ = sender.send(LiveEvent {
                         event: view,

@@ -58,3 +58,50 @@ pub fn next_generation(data_dir: &Path, projection: &str) -> u32 {
         .unwrap_or(0);
     highest.max(current_generation(data_dir, projection)) + 1
 }
+
+/// A generation being built; a crash leaves the marker, and the next start
+/// removes the half-built directory.
+pub const BUILDING: &str = "BUILDING";
+/// A generation replaced by a newer one, to be removed once nothing reads it.
+pub const RETIRED: &str = "RETIRED";
+
+/// Marks a generation directory (see `BUILDING` and `RETIRED`).
+pub fn mark(dir: &Path, marker: &str) -> std::io::Result<()> {
+    std::fs::write(dir.join(marker), b"")
+}
+
+/// Removes a marker: the generation is complete (or kept after all).
+pub fn unmark(dir: &Path, marker: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(marker)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the generations a crash or a stop left behind: half-built ones
+/// and retired ones. The served generation is never touched. Returns the
+/// generations removed.
+pub fn clean_up(data_dir: &Path, projection: &str) -> std::io::Result<Vec<u32>> {
+    let served = current_generation(data_dir, projection);
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("projections").join(projection)) else {
+        return Ok(removed);
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(generation) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix('v'))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        if generation != served && (dir.join(BUILDING).exists() || dir.join(RETIRED).exists()) {
+            std::fs::remove_dir_all(&dir)?;
+            removed.push(generation);
+        }
+    }
+    removed.sort_unstable();
+    Ok(removed)
+}

@@ -91,6 +91,10 @@ pub struct DeadLetter {
 pub struct ProjectionStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// Held by every writer for one whole batch (the worker, dead-letter
+    /// retries and discards, verification), so their read-then-write steps
+    /// never interleave.
+    writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Changes of one batch, applied atomically by `commit`.
@@ -156,7 +160,16 @@ impl ProjectionStore {
             .cache_capacity(128 << 20)
             .open()?;
         let tree = db.open_tree("projection")?;
-        Ok(Self { db, tree })
+        Ok(Self {
+            db,
+            tree,
+            writes: Default::default(),
+        })
+    }
+
+    /// Excludes every other writer of this store until the guard is dropped.
+    pub async fn lock_writes(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.writes.clone().lock_owned().await
     }
 
     pub fn commit(&self, batch: StoreBatch) -> Result<(), StoreError> {

@@ -181,6 +181,7 @@ async fn run_once(
             continue;
         }
         let count = records.len() as u64;
+        let guard = store.lock_writes().await;
         let prepared = prepare_batch(projection.as_ref(), &store, records)?;
         // Dead letters reach the DLQ topic before the batch commits: after a
         // crash in between they are sent again (at least once), never lost.
@@ -193,6 +194,7 @@ async fn run_once(
             .await?;
         }
         store.commit(prepared.batch)?;
+        drop(guard);
         let checkpoints = prepared.checkpoints;
         progress.applied.fetch_add(count, Ordering::Relaxed);
         progress

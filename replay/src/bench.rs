@@ -108,16 +108,27 @@ fn lifecycle(order: u64, base_micros: i64) -> Vec<RecordedEvent> {
         .collect()
 }
 
-/// Writes `events` (a multiple of five) into a fresh embedded log.
-async fn generate(log: &dyn EventLog, topics: &Topics, events: u64) -> Result<(), RebuildError> {
-    for spec in topics.write_side(6) {
+/// Event time of the first generated order (2026-01-01T00:00:00Z).
+pub const GENERATED_FROM_MICROS: i64 = 1_767_225_600_000_000;
+
+/// Writes `events` (a multiple of five: whole delivered orders `bench-<n>`)
+/// into the events topic of `log`, creating the topics when missing.
+pub async fn generate(
+    log: &dyn EventLog,
+    topics: &Topics,
+    events: u64,
+) -> Result<(), RebuildError> {
+    let partitions = log.partition_count(&topics.events).await.unwrap_or(6);
+    for spec in topics.write_side(partitions) {
         log.create_topic(&spec).await?;
     }
     let orders = events / 5;
     let mut batch = Vec::with_capacity(BATCH);
     for order in 0..orders {
-        // Orders one millisecond apart keep event time growing in every partition.
-        for event in lifecycle(order, 1_800_000_000_000_000 + order as i64 * 1000) {
+        // Orders one millisecond apart keep event time growing in every
+        // partition, from 2026-01-01T00:00:00Z: in the past, since Kafka
+        // refuses records more than an hour ahead of its clock.
+        for event in lifecycle(order, GENERATED_FROM_MICROS + order as i64 * 1000) {
             let (headers, payload) = event.encode();
             batch.push(OutgoingRecord {
                 topic: topics.events.clone(),
@@ -225,7 +236,8 @@ pub async fn rebuild_benchmark(dir: &Path, events: u64) -> Result<BenchReport, R
                 log.as_ref(),
                 &topics,
                 &store,
-                None,
+                crate::rebuild::Target::LogEnd,
+                std::future::pending(),
                 |_| {},
             )
             .await

@@ -22,6 +22,20 @@ pub enum RebuildError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("stopped before the rebuild finished")]
+    Stopped,
+}
+
+/// How far a rebuild reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The log's end when the rebuild starts.
+    LogEnd,
+    /// Every event with time at or before this one (a frozen generation).
+    Time(DateTime<Utc>),
+    /// Exactly these next offsets per partition (to compare with a store
+    /// whose checkpoints they are).
+    Positions(std::collections::BTreeMap<u32, u64>),
 }
 
 /// How far a rebuild has come.
@@ -45,34 +59,52 @@ impl Rebuilt {
     }
 }
 
-/// Applies the events topic (from the start, up to `until` when given) to a
-/// fresh store, reporting progress after every batch.
+/// Applies the events topic to a store, from the store's own checkpoints
+/// (the start of the log for a fresh one) up to `target`, reporting progress
+/// after every batch. Stops early, with `RebuildError::Stopped`, when
+/// `shutdown` resolves.
 pub async fn rebuild_into(
     projection: &dyn Projection,
     log: &dyn EventLog,
     topics: &Topics,
     store: &ProjectionStore,
-    until: Option<DateTime<Utc>>,
+    target: Target,
+    shutdown: impl std::future::Future<Output = ()>,
     mut report: impl FnMut(Progress),
 ) -> Result<Rebuilt, RebuildError> {
     let started = Instant::now();
     let mut assignment = Vec::new();
     let mut ends = std::collections::BTreeMap::new();
     let mut total = 0;
+    let until = match &target {
+        Target::Time(at) => Some(*at),
+        _ => None,
+    };
     for partition in 0..log.partition_count(&topics.events).await? {
         let tp = TopicPartition::new(&topics.events, partition);
         let (low, high) = log.watermarks(&tp).await?;
-        let end = match until {
-            Some(at) => log
+        let start = store.checkpoint(partition)?.unwrap_or(low).max(low);
+        let end = match &target {
+            Target::Time(at) => log
                 .offset_for_time(&tp, at.timestamp_millis() + 1)
                 .await?
                 .unwrap_or(high),
-            None => high,
+            Target::LogEnd => high,
+            Target::Positions(positions) => positions.get(&partition).copied().unwrap_or(start),
         };
-        total += end.saturating_sub(low);
+        total += end.saturating_sub(start);
         ends.insert(partition, end);
-        assignment.push((tp, low));
+        if start < end {
+            assignment.push((tp, start));
+        }
     }
+    if assignment.is_empty() {
+        return Ok(Rebuilt {
+            events: 0,
+            elapsed: started.elapsed(),
+        });
+    }
+    let assigned: Vec<u32> = assignment.iter().map(|(tp, _)| tp.partition).collect();
     let mut consumer = log.consumer().await?;
     consumer.assign(assignment).await?;
     let mut applied = 0;
@@ -82,11 +114,15 @@ pub async fn rebuild_into(
             .unwrap_or(0)
             >= ends[&partition]
     };
+    tokio::pin!(shutdown);
     loop {
-        if ends.keys().all(|p| done(*p, consumer.as_ref())) {
+        if assigned.iter().all(|p| done(*p, consumer.as_ref())) {
             break;
         }
-        let mut records = consumer.poll(BATCH, Duration::from_millis(500)).await?;
+        let mut records = tokio::select! {
+            _ = &mut shutdown => return Err(RebuildError::Stopped),
+            polled = consumer.poll(BATCH, Duration::from_millis(500)) => polled?,
+        };
         if records.is_empty() {
             break; // only transaction markers are left below the ends
         }
@@ -95,9 +131,14 @@ pub async fn rebuild_into(
             // offsets_for_times has millisecond precision; event time has microseconds.
             records.retain(|r| event_time(r).is_none_or(|t| t <= at));
         }
+        if records.is_empty() {
+            continue;
+        }
         applied += records.len() as u64;
+        let guard = store.lock_writes().await;
         let prepared = prepare_batch(projection, store, records)?;
         store.commit(prepared.batch)?;
+        drop(guard);
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         report(Progress {
             applied,

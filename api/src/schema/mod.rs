@@ -36,10 +36,30 @@ pub struct AppState {
     pub topics: eventlog::topics::Topics,
     pub gateway: Arc<CommandGateway>,
     pub read: ReadModels,
+    /// Starts blue/green rebuilds of the read models.
+    pub rebuilder: crate::serve::Rebuilder,
     pub live: broadcast::Sender<LiveEvent>,
     pub metrics: Arc<Metrics>,
     /// Longest wait of `consistentWith`.
     pub consistency_timeout: Duration,
+}
+
+/// Whether the request may run admin operations (rebuilds, dead letters):
+/// it presented the server's token, or came from loopback when the server
+/// has none. Requests without this marker may not.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAccess(pub bool);
+
+/// Refuses admin operations to requests without `AdminAccess(true)`.
+pub(crate) fn require_admin(
+    ctx: &async_graphql::Context<'_>,
+) -> Result<(), crate::error::ApiError> {
+    match ctx.data_opt::<AdminAccess>() {
+        Some(AdminAccess(true)) => Ok(()),
+        _ => Err(crate::error::ApiError::forbidden(
+            "admin operations need the server's bearer token (or, on a server without one, a client on this machine)",
+        )),
+    }
 }
 
 /// The correlation id from the `X-Correlation-Id` header, if any.

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, Object, Result, ID};
+use chrono::{DateTime, Utc};
 use domain::{Command, CommandBody};
 use eventlog::processor::Outcome;
 
 use crate::error::ApiError;
 use crate::schema::inputs::{self, *};
-use crate::schema::types::{CommandResult, Event};
-use crate::schema::{AppState, CorrelationHeader};
+use crate::schema::types::{CommandResult, Event, RebuildStarted};
+use crate::schema::{require_admin, AppState, CorrelationHeader};
 
 #[derive(Debug, Default)]
 pub struct Mutation;
@@ -103,6 +104,32 @@ impl Mutation {
         input: CancelOrderInput,
     ) -> Result<CommandResult> {
         send(ctx, &input.order_id, &input, input.body()).await
+    }
+
+    /// Admin: builds the next generation of a projection from the log while
+    /// the served one keeps answering, then switches to it (unless `until`
+    /// is given: then a generation frozen at that time is built beside the
+    /// served one). Follow it with `projections { rebuilding lastRebuild }`.
+    async fn rebuild_projection(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        until: Option<DateTime<Utc>>,
+        #[graphql(default = false)] keep_previous: bool,
+    ) -> Result<RebuildStarted> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let slot = state
+            .read
+            .slot(&name)
+            .ok_or_else(|| ApiError::invalid("name", "must be history, customer or finance"))?;
+        let served_version = slot.served().version;
+        let target = state.rebuilder.start(&name, until, keep_previous).await?;
+        Ok(RebuildStarted {
+            name,
+            target_version: i32::try_from(target).unwrap_or(i32::MAX),
+            served_version: i32::try_from(served_version).unwrap_or(i32::MAX),
+        })
     }
 
     async fn refund_payment(

@@ -61,12 +61,12 @@ impl Query {
         let state = ctx.data::<Arc<AppState>>()?;
         let order_id =
             inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
-        state
+        let history = state
             .read
             .history
             .wait_for(consistent_with.as_deref(), state.consistency_timeout)
             .await?;
-        let entries = history::events(&state.read.history.store, order_id.as_str(), at(as_of))
+        let entries = history::events(&history.store, order_id.as_str(), at(as_of))
             .map_err(ApiError::internal)?;
         let folded = history::fold(&entries).map_err(ApiError::internal)?;
         let Some(order) = &folded.state.order else {
@@ -98,7 +98,7 @@ impl Query {
             None => 0,
         };
         let entries = history::events(
-            &state.read.history.store,
+            &state.read.history.served().store,
             order_id.as_str(),
             DateTime::<Utc>::MAX_UTC,
         )
@@ -136,12 +136,12 @@ impl Query {
         let state = ctx.data::<Arc<AppState>>()?;
         let customer_id = domain::CustomerId::parse(id.as_str())
             .map_err(|e| ApiError::invalid("id", e.reason))?;
-        state
+        let customer = state
             .read
             .customer
             .wait_for(consistent_with.as_deref(), state.consistency_timeout)
             .await?;
-        let view = customer::view(&state.read.customer.store, customer_id.as_str(), at(as_of))
+        let view = customer::view(&customer.store, customer_id.as_str(), at(as_of))
             .map_err(ApiError::internal)?;
         Ok(view.map(|view| Customer::new(customer_id.to_string(), view)))
     }
@@ -170,19 +170,13 @@ impl Query {
         if let Some(code) = &currency {
             Currency::parse(code).map_err(|e| ApiError::invalid("currency", e.to_string()))?;
         }
-        state
+        let finance = state
             .read
             .finance
             .wait_for(consistent_with.as_deref(), state.consistency_timeout)
             .await?;
-        let report = finance::report(
-            &state.read.finance.store,
-            from.0,
-            to.0,
-            currency.as_deref(),
-            at(as_of),
-        )
-        .map_err(ApiError::internal)?;
+        let report = finance::report(&finance.store, from.0, to.0, currency.as_deref(), at(as_of))
+            .map_err(ApiError::internal)?;
         let mut totals: std::collections::BTreeMap<String, finance::FinanceTotals> =
             Default::default();
         let mut rows = Vec::with_capacity(report.len());
@@ -200,8 +194,9 @@ impl Query {
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionStatus>> {
         let state = ctx.data::<Arc<AppState>>()?;
         let mut out = Vec::new();
-        for handle in state.read.all() {
-            let lag = status::lag(state.log.as_ref(), &state.topics, handle)
+        for slot in state.read.slots() {
+            let handle = slot.served();
+            let lag = status::lag(state.log.as_ref(), &state.topics, &handle)
                 .await
                 .map_err(ApiError::internal)?;
             out.push(ProjectionStatus {
@@ -210,7 +205,8 @@ impl Query {
                 lag: lag.events.to_string(),
                 lag_seconds: Some(lag.seconds),
                 events_applied: lag.applied.to_string(),
-                rebuilding: None,
+                rebuilding: slot.rebuilding().as_ref().map(RebuildProgress::from),
+                last_rebuild: slot.last_rebuild().as_ref().map(RebuildOutcome::from),
                 partitions: lag
                     .partitions
                     .iter()
@@ -235,9 +231,15 @@ impl Query {
         let state = ctx.data::<Arc<AppState>>()?;
         let first = page_size("first", first, 50)?;
         let handles: Vec<_> = match &projection {
-            Some(name) => vec![state.read.by_name(name).ok_or_else(|| {
-                ApiError::invalid("projection", "must be history, customer or finance")
-            })?],
+            Some(name) => {
+                vec![state
+                    .read
+                    .slot(name)
+                    .map(|slot| slot.served())
+                    .ok_or_else(|| {
+                        ApiError::invalid("projection", "must be history, customer or finance")
+                    })?]
+            }
             None => state.read.all().to_vec(),
         };
         let mut out = Vec::new();

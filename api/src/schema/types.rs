@@ -286,6 +286,60 @@ pub struct RebuildProgress {
     pub applied: String,
     pub total: String,
     pub events_per_second: f64,
+    /// "building" (reading the log from the start), then "catching up"
+    /// (following the live log until as far as the served generation).
+    pub phase: String,
+    /// Set when building a generation frozen at this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl From<&crate::read_models::RebuildStatus> for RebuildProgress {
+    fn from(status: &crate::read_models::RebuildStatus) -> Self {
+        Self {
+            target_version: i32::try_from(status.target_version).unwrap_or(i32::MAX),
+            applied: status.applied.to_string(),
+            total: status.total.to_string(),
+            events_per_second: status.events_per_second,
+            phase: status.phase.to_owned(),
+            until: status.until,
+        }
+    }
+}
+
+/// How the last rebuild of a projection on this node ended.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RebuildOutcome {
+    pub target_version: i32,
+    pub until: Option<DateTime<Utc>>,
+    /// Events read from the log while building.
+    pub events: String,
+    pub seconds: f64,
+    pub finished_at: DateTime<Utc>,
+    /// Why it failed (the served generation did not change); null on success.
+    pub error: Option<String>,
+}
+
+impl From<&crate::read_models::RebuildOutcome> for RebuildOutcome {
+    fn from(outcome: &crate::read_models::RebuildOutcome) -> Self {
+        Self {
+            target_version: i32::try_from(outcome.target_version).unwrap_or(i32::MAX),
+            until: outcome.until,
+            events: outcome.events.to_string(),
+            seconds: outcome.seconds,
+            finished_at: outcome.finished_at,
+            error: outcome.error.clone(),
+        }
+    }
+}
+
+/// A rebuild that has started: follow it with `projections { rebuilding }`.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RebuildStarted {
+    pub name: String,
+    /// The generation being built.
+    pub target_version: i32,
+    /// The generation served meanwhile.
+    pub served_version: i32,
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -296,6 +350,8 @@ pub struct ProjectionStatus {
     pub lag_seconds: Option<f64>,
     pub events_applied: String,
     pub rebuilding: Option<RebuildProgress>,
+    /// The last rebuild on this node since it started.
+    pub last_rebuild: Option<RebuildOutcome>,
     /// Lag per partition of the events topic.
     pub partitions: Vec<PartitionLag>,
 }

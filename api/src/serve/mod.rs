@@ -7,7 +7,10 @@
 //! `orderstore.json` (settings fixed at creation: backend, topic prefix,
 //! partitions).
 
+mod blue_green;
 mod settings;
+
+pub use blue_green::Rebuilder;
 
 pub use settings::{Backend, KafkaSettings, DEFAULT_PARTITIONS};
 
@@ -22,14 +25,14 @@ use eventlog::kafka::{KafkaConfig, KafkaLog};
 use eventlog::processor::{self, StateStore, SystemClock};
 use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError};
-use projections::worker::{self, Progress, Projection};
+use projections::worker::{Progress, Projection};
 use projections::{customer, finance, history, ProjectionStore};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::gateway::CommandGateway;
 use crate::metrics::Metrics;
-use crate::read_models::{ProjectionHandle, ReadModels};
+use crate::read_models::{ProjectionHandle, ProjectionSlot, ReadModels};
 use crate::schema::{self, AppState};
 
 #[derive(Debug, Clone)]
@@ -106,6 +109,9 @@ pub enum ServeError {
     Task { task: &'static str, message: String },
 }
 
+/// A part of the node, by name, and how it ended.
+pub(crate) type NamedTask = (&'static str, JoinHandle<Result<(), String>>);
+
 /// A running node.
 pub struct Server {
     pub addr: SocketAddr,
@@ -113,11 +119,11 @@ pub struct Server {
     pub log: Arc<dyn EventLog>,
     /// The GraphQL schema, for executing requests without HTTP.
     pub schema: schema::AppSchema,
-    /// Resolves when the log's files are flushed and released.
+    data_dir: PathBuf,
     /// Fires when the log's files are flushed and released.
     log_closed: Closed,
     stop: watch::Sender<bool>,
-    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    tasks: Vec<NamedTask>,
 }
 
 impl std::fmt::Debug for Server {
@@ -255,13 +261,19 @@ async fn assemble(
         dir: state_dir,
         source: Box::new(e),
     })?;
-    let read = ReadModels {
-        history: open_projection(dir, "history")?,
-        customer: open_projection(dir, "customer")?,
-        finance: open_projection(dir, "finance")?,
-    };
+    for name in ["history", "customer", "finance"] {
+        let removed = projections::generation::clean_up(dir, name)?;
+        if !removed.is_empty() {
+            tracing::info!(projection = name, generations = ?removed, "removed half-built and retired generations");
+        }
+    }
+    let read = ReadModels::new(
+        open_projection(dir, "history")?,
+        open_projection(dir, "customer")?,
+        open_projection(dir, "finance")?,
+    );
     let (stop, stopped) = watch::channel(false);
-    let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
+    let mut tasks: Vec<NamedTask> = Vec::new();
 
     if config.process_commands {
         let processor_log = log.clone();
@@ -283,28 +295,23 @@ async fn assemble(
             }),
         ));
     }
-    let projections: [(&ProjectionHandle, Arc<dyn Projection>); 3] = [
+    let projections: [(&Arc<ProjectionSlot>, Arc<dyn Projection>); 3] = [
         (&read.history, Arc::new(history::History)),
         (&read.customer, Arc::new(customer::Customer)),
         (&read.finance, Arc::new(finance::Finance)),
     ];
-    for (handle, projection) in projections {
-        let (log, topics, store, progress, stop) = (
-            log.clone(),
-            topics.clone(),
-            handle.store.clone(),
-            handle.progress.clone(),
-            signal(&stopped),
-        );
-        tasks.push((
-            handle.name,
-            tokio::spawn(async move {
-                worker::run(projection, log, topics, store, progress, stop)
-                    .await
-                    .map_err(|e| e.to_string())
-            }),
-        ));
-    }
+    let runners = projections
+        .into_iter()
+        .map(|(slot, projection)| blue_green::Runner {
+            slot: slot.clone(),
+            projection,
+            log: log.clone(),
+            topics: topics.clone(),
+            data_dir: dir.to_path_buf(),
+        })
+        .collect();
+    let (rebuilder, runner_tasks) = blue_green::start(runners, &stopped);
+    tasks.extend(runner_tasks);
 
     let metrics = Arc::new(Metrics::default());
     let (gateway, reply_router) = CommandGateway::start(
@@ -319,7 +326,7 @@ async fn assemble(
     let live_tail = crate::live::start(
         log.clone(),
         &topics,
-        read.customer.store.clone(),
+        read.customer.clone(),
         live.clone(),
         signal(&stopped),
     )
@@ -335,6 +342,7 @@ async fn assemble(
         topics,
         gateway,
         read,
+        rebuilder,
         live,
         metrics,
         consistency_timeout: config.consistency_timeout,
@@ -353,15 +361,26 @@ async fn assemble(
     tasks.push((
         "http server",
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(server_stop)
-                .await
-                .map_err(|e| e.to_string())
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(server_stop)
+            .await
+            .map_err(|e| e.to_string())
         }),
     ));
     tracing::info!(%addr, partitions = settings.partitions, backend = %config.backend, data_dir = %dir.display(), "serving");
+    // Tools started on this data directory find the node here.
+    let reachable = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    crate::admin_client::write_server_file(dir, &format!("http://{reachable}"))?;
     Ok(Server {
         addr,
+        data_dir: dir.to_path_buf(),
         log,
         schema: app_schema,
         log_closed,
@@ -377,6 +396,7 @@ impl Server {
         let Server {
             log,
             schema,
+            data_dir,
             log_closed,
             stop,
             mut tasks,
@@ -415,6 +435,7 @@ impl Server {
         // The last handles go; the log's writer flushes and releases its files.
         drop((log, schema));
         wait_closed(log_closed).await;
+        crate::admin_client::remove_server_file(&data_dir);
         match failure {
             Some((_, message)) => Err(ServeError::Task {
                 task: "node",

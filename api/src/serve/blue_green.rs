@@ -1,0 +1,452 @@
+//! Blue/green generations in a running node. Each projection has a runner:
+//! it keeps the served generation's worker going and, when asked, builds
+//! the next generation beside it while the API keeps answering from the
+//! served one:
+//!
+//! 1. building: the events topic from the start into `v<N+1>` (marked
+//!    `BUILDING`), with the same batch code as the worker;
+//! 2. catching up: a worker on the new generation follows the live log
+//!    until it has applied at least what the served generation has;
+//! 3. switch: the slot serves the new generation (one pointer swap), the
+//!    old worker stops, `CURRENT` is rewritten, and the old generation is
+//!    removed once no request reads it (kept with `keep_previous`).
+//!
+//! A rebuild `until` a time builds a frozen generation and switches nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use eventlog::topics::Topics;
+use eventlog::EventLog;
+use projections::generation::{self, BUILDING, RETIRED};
+use projections::worker::{self, Progress, Projection};
+use projections::ProjectionStore;
+use replay::rebuild::{rebuild_into, Target};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::read_models::{ProjectionHandle, ProjectionSlot, RebuildOutcome, RebuildStatus};
+
+/// A request to rebuild one projection.
+#[derive(Debug)]
+struct RebuildRequest {
+    until: Option<DateTime<Utc>>,
+    keep_previous: bool,
+    answer: oneshot::Sender<Result<u32, String>>,
+}
+
+/// Where rebuild requests go: one runner per projection.
+#[derive(Debug, Clone, Default)]
+pub struct Rebuilder {
+    runners: Vec<(&'static str, mpsc::Sender<RebuildRequest>)>,
+}
+
+impl Rebuilder {
+    /// Starts a rebuild of `projection`; answers the generation it builds.
+    pub async fn start(
+        &self,
+        projection: &str,
+        until: Option<DateTime<Utc>>,
+        keep_previous: bool,
+    ) -> Result<u32, ApiError> {
+        let (_, runner) = self
+            .runners
+            .iter()
+            .find(|(name, _)| *name == projection)
+            .ok_or_else(|| ApiError::invalid("name", "must be history, customer or finance"))?;
+        let (answer, answered) = oneshot::channel();
+        let request = RebuildRequest {
+            until,
+            keep_previous,
+            answer,
+        };
+        let stopping = || ApiError::unavailable("the node is stopping");
+        runner.send(request).await.map_err(|_| stopping())?;
+        answered
+            .await
+            .map_err(|_| stopping())?
+            .map_err(ApiError::conflict)
+    }
+}
+
+/// A worker task on one generation, with its own stop signal.
+struct WorkerTask {
+    task: JoinHandle<Result<(), worker::WorkerError>>,
+    stop: watch::Sender<bool>,
+}
+
+impl WorkerTask {
+    fn start(
+        projection: &Arc<dyn Projection>,
+        log: &Arc<dyn EventLog>,
+        topics: &Topics,
+        handle: &ProjectionHandle,
+    ) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(worker::run(
+            projection.clone(),
+            log.clone(),
+            topics.clone(),
+            handle.store.clone(),
+            handle.progress.clone(),
+            super::signal(&stopped),
+        ));
+        Self { task, stop }
+    }
+
+    async fn stop(self) -> Result<(), String> {
+        self.stop.send_replace(true);
+        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(error))) => Err(error.to_string()),
+            Ok(Err(join)) => Err(join.to_string()),
+            Err(_) => Err("did not stop within 30 s".into()),
+        }
+    }
+}
+
+/// What a finished build hands over.
+enum Built {
+    /// Caught up with the served generation, its worker running.
+    Live {
+        handle: ProjectionHandle,
+        worker: WorkerTask,
+    },
+    /// Frozen at a time; nothing runs on it.
+    Frozen,
+}
+
+struct Build {
+    version: u32,
+    dir: PathBuf,
+    until: Option<DateTime<Utc>>,
+    keep_previous: bool,
+    started: Instant,
+    task: JoinHandle<Result<(Built, u64), String>>,
+}
+
+/// Keeps one projection's served generation running and builds new ones.
+pub(crate) struct Runner {
+    pub slot: Arc<ProjectionSlot>,
+    pub projection: Arc<dyn Projection>,
+    pub log: Arc<dyn EventLog>,
+    pub topics: Topics,
+    pub data_dir: PathBuf,
+}
+
+/// Starts a runner per slot; returns where to send rebuild requests and the
+/// runners' tasks.
+pub(crate) fn start(
+    runners: Vec<Runner>,
+    stopped: &watch::Receiver<bool>,
+) -> (Rebuilder, Vec<super::NamedTask>) {
+    let mut rebuilder = Rebuilder::default();
+    let mut tasks = Vec::new();
+    for runner in runners {
+        let (requests, receiver) = mpsc::channel(8);
+        let name = runner.slot.name;
+        rebuilder.runners.push((name, requests));
+        tasks.push((name, tokio::spawn(runner.run(receiver, stopped.clone()))));
+    }
+    (rebuilder, tasks)
+}
+
+impl Runner {
+    async fn run(
+        self,
+        mut requests: mpsc::Receiver<RebuildRequest>,
+        stopped: watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let name = self.slot.name;
+        let mut worker = WorkerTask::start(
+            &self.projection,
+            &self.log,
+            &self.topics,
+            &self.slot.served(),
+        );
+        let mut build: Option<Build> = None;
+        let stop = super::signal(&stopped);
+        tokio::pin!(stop);
+        let outcome = loop {
+            tokio::select! {
+                _ = &mut stop => break Ok(()),
+                ended = &mut worker.task => break Err(match ended {
+                    Ok(Ok(())) => "stopped unexpectedly".to_owned(),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(join) => join.to_string(),
+                }),
+                Some(request) = requests.recv() => {
+                    let answer = match &build {
+                        Some(running) => Err(format!(
+                            "{name} is already being rebuilt into v{}",
+                            running.version
+                        )),
+                        None => self.begin(request.until, request.keep_previous, &stopped).map(|started| {
+                            let version = started.version;
+                            build = Some(started);
+                            version
+                        }),
+                    };
+                    let _ = request.answer.send(answer);
+                }
+                finished = async { (&mut build.as_mut().expect("guarded by the condition").task).await }, if build.is_some() => {
+                    let Some(done) = build.take() else { continue };
+                    let finished = finished.map_err(|join| join.to_string()).and_then(|r| r);
+                    self.finish(done, finished, &mut worker).await;
+                }
+            }
+        };
+        if let Some(running) = build {
+            // The build sees the same stop signal; its half-built directory goes.
+            if let Ok(Ok((Built::Live { worker, .. }, _))) = running.task.await {
+                let _ = worker.stop().await;
+            }
+            remove_generation(&running.dir).await;
+            self.slot.set_rebuilding(None);
+        }
+        match worker.stop().await {
+            Err(error) if outcome.is_ok() => Err(error),
+            _ => outcome,
+        }
+    }
+
+    /// Reserves the next generation's directory and starts building it.
+    fn begin(
+        &self,
+        until: Option<DateTime<Utc>>,
+        keep_previous: bool,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<Build, String> {
+        let name = self.slot.name;
+        let version = generation::next_generation(&self.data_dir, name);
+        let dir = generation::generation_dir(&self.data_dir, name, version);
+        let prepare = || -> Result<ProjectionStore, String> {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            generation::mark(&dir, BUILDING).map_err(|e| e.to_string())?;
+            ProjectionStore::open(&dir).map_err(|e| e.to_string())
+        };
+        let store = prepare().map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        self.slot.set_rebuilding(Some(RebuildStatus {
+            target_version: version,
+            until,
+            phase: "building",
+            applied: 0,
+            total: 0,
+            events_per_second: 0.0,
+        }));
+        tracing::info!(projection = name, version, ?until, "rebuild started");
+        let task = tokio::spawn(build(
+            self.slot.clone(),
+            self.projection.clone(),
+            self.log.clone(),
+            self.topics.clone(),
+            ProjectionHandle {
+                name,
+                version,
+                store,
+                progress: Arc::new(Progress::default()),
+            },
+            until,
+            stopped.clone(),
+        ));
+        Ok(Build {
+            version,
+            dir,
+            until,
+            keep_previous,
+            started: Instant::now(),
+            task,
+        })
+    }
+
+    /// Switches to a built generation (or records why there is none).
+    async fn finish(
+        &self,
+        build: Build,
+        finished: Result<(Built, u64), String>,
+        worker: &mut WorkerTask,
+    ) {
+        let name = self.slot.name;
+        let Build {
+            version,
+            dir,
+            until,
+            keep_previous,
+            started,
+            ..
+        } = build;
+        let mut outcome = RebuildOutcome {
+            target_version: version,
+            until,
+            events: 0,
+            seconds: started.elapsed().as_secs_f64(),
+            finished_at: Utc::now(),
+            error: None,
+        };
+        match finished {
+            Ok((built, events)) => {
+                outcome.events = events;
+                if let Err(error) = generation::unmark(&dir, BUILDING) {
+                    tracing::warn!(projection = name, %error, "cannot remove the BUILDING marker");
+                }
+                if let Built::Live {
+                    handle,
+                    worker: next,
+                } = built
+                {
+                    let previous = self.slot.switch_to(handle);
+                    let old_worker = std::mem::replace(worker, next);
+                    if let Err(error) = old_worker.stop().await {
+                        tracing::warn!(
+                            projection = name,
+                            error,
+                            "the previous generation's worker stopped badly"
+                        );
+                    }
+                    if let Err(error) = generation::switch_generation(&self.data_dir, name, version)
+                    {
+                        // Served now, but the next start would serve the old one.
+                        outcome.error = Some(format!(
+                            "serving v{version}, but CURRENT could not be written: {error}"
+                        ));
+                    }
+                    let previous_dir =
+                        generation::generation_dir(&self.data_dir, name, previous.version);
+                    if keep_previous {
+                        tracing::info!(projection = name, dir = %previous_dir.display(), "previous generation kept");
+                    } else {
+                        tokio::spawn(retire(previous, previous_dir));
+                    }
+                }
+                tracing::info!(
+                    projection = name,
+                    version,
+                    events,
+                    seconds = outcome.seconds,
+                    frozen = until.is_some(),
+                    "rebuild finished"
+                );
+            }
+            Err(error) => {
+                tracing::error!(projection = name, version, error, "rebuild failed");
+                remove_generation(&dir).await;
+                outcome.error = Some(error);
+            }
+        }
+        self.slot.finish_rebuild(outcome);
+    }
+}
+
+/// The build itself: the log into the new generation, then (unless frozen)
+/// a worker on it until it has caught up with the served generation.
+async fn build(
+    slot: Arc<ProjectionSlot>,
+    projection: Arc<dyn Projection>,
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+    handle: ProjectionHandle,
+    until: Option<DateTime<Utc>>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(Built, u64), String> {
+    let version = handle.version;
+    let status = |phase, applied, total, events_per_second| RebuildStatus {
+        target_version: version,
+        until,
+        phase,
+        applied,
+        total,
+        events_per_second,
+    };
+    let target = until.map_or(Target::LogEnd, Target::Time);
+    let rebuilt = rebuild_into(
+        projection.as_ref(),
+        log.as_ref(),
+        &topics,
+        &handle.store,
+        target,
+        super::signal(&stopped),
+        |p| {
+            slot.set_rebuilding(Some(status(
+                "building",
+                p.applied,
+                p.total,
+                p.events_per_second,
+            )))
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    handle.store.flush().await.map_err(|e| e.to_string())?;
+    if until.is_some() {
+        return Ok((Built::Frozen, rebuilt.events));
+    }
+    let worker = WorkerTask::start(&projection, &log, &topics, &handle);
+    let started = Instant::now();
+    loop {
+        let served = slot.served().progress.positions();
+        let ours = handle.progress.positions();
+        let caught_up = !ours.is_empty()
+            && served
+                .iter()
+                .all(|(partition, next)| ours.get(partition).is_some_and(|o| o >= next));
+        if caught_up {
+            return Ok((Built::Live { handle, worker }, rebuilt.events));
+        }
+        let stopping = *stopped.borrow();
+        if stopping || worker.task.is_finished() {
+            let stopped_worker = worker.stop().await;
+            return Err(match stopped_worker {
+                Err(error) => format!("the new generation's worker failed: {error}"),
+                Ok(()) => "stopped before the new generation caught up".to_owned(),
+            });
+        }
+        let applied = handle
+            .progress
+            .applied
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let behind: u64 = served
+            .iter()
+            .map(|(p, next)| next.saturating_sub(ours.get(p).copied().unwrap_or(0)))
+            .sum();
+        slot.set_rebuilding(Some(status(
+            "catching up",
+            rebuilt.events + applied,
+            rebuilt.events + applied + behind,
+            (rebuilt.events + applied) as f64
+                / (rebuilt.elapsed + started.elapsed())
+                    .as_secs_f64()
+                    .max(1e-9),
+        )));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Removes a replaced generation once no request reads it any more (at most
+/// a minute later). Marked first, so a stop in between leaves it to the
+/// next start's clean-up.
+async fn retire(previous: Arc<ProjectionHandle>, dir: PathBuf) {
+    if let Err(error) = generation::mark(&dir, RETIRED) {
+        tracing::warn!(dir = %dir.display(), %error, "cannot mark a retired generation");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Arc::strong_count(&previous) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(previous);
+    remove_generation(&dir).await;
+}
+
+async fn remove_generation(dir: &std::path::Path) {
+    let dir = dir.to_path_buf();
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((dir, e)),
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err((dir, error))) = removed {
+        tracing::warn!(dir = %dir.display(), %error, "cannot remove a generation directory");
+    }
+}
