@@ -39,7 +39,8 @@ enum Commands {
     /// Benchmarks, reported against raw peers measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Dead letters of a projection (the server must be stopped: these open its store).
+    /// Dead letters of a projection (through the server that owns the data
+    /// directory when one runs, else from its files).
     #[command(subcommand)]
     Dlq(DlqCommand),
 }
@@ -53,6 +54,8 @@ enum DlqCommand {
         projection: Option<String>,
         #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// One dead letter in full: headers, error, payload.
     Show {
@@ -61,6 +64,8 @@ enum DlqCommand {
         position: String,
         #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Apply the parked events again, in order (after the cause is fixed).
     Retry {
@@ -70,6 +75,8 @@ enum DlqCommand {
         order: Option<String>,
         #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Drop one dead letter for good.
     Discard {
@@ -80,6 +87,8 @@ enum DlqCommand {
         confirm: bool,
         #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -176,6 +185,17 @@ enum ReplayCommand {
         /// Keep the previous generation's files for rollback.
         #[arg(long)]
         keep_previous: bool,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Rebuild a projection (or all) into a scratch store up to the served
+    /// generation's checkpoints and compare them entry by entry; exit code 1
+    /// on any difference. A running server owning the data directory does it.
+    Verify {
+        /// history, customer, finance or all.
+        projection: String,
         #[command(flatten)]
         log: LogArgs,
         #[command(flatten)]
@@ -464,6 +484,82 @@ async fn rebuild(
     Ok(())
 }
 
+/// `all` or one projection's name, checked.
+fn projection_names(projection: &str) -> anyhow::Result<Vec<&'static str>> {
+    if projection == "all" {
+        return Ok(projections::NAMES.to_vec());
+    }
+    let name = projections::NAMES
+        .into_iter()
+        .find(|n| *n == projection)
+        .ok_or_else(|| {
+            anyhow::anyhow!("unknown projection {projection:?} (history, customer, finance or all)")
+        })?;
+    Ok(vec![name])
+}
+
+/// Prints one projection's verification; returns its number of differences.
+fn print_verification(
+    name: &str,
+    version: u64,
+    events: u64,
+    entries: u64,
+    different: u64,
+    differences: &[(String, Option<String>, Option<String>)],
+) -> u64 {
+    if different == 0 {
+        println!("{name} v{version}: {entries} entries match a rebuild from {events} events");
+        return 0;
+    }
+    println!("{name} v{version}: {different} of {entries} entries differ from a rebuild from {events} events");
+    for (entry, served, rebuilt) in differences {
+        println!("  DIFFERENT {entry}");
+        println!("    served:  {}", served.as_deref().unwrap_or("(missing)"));
+        println!("    rebuilt: {}", rebuilt.as_deref().unwrap_or("(missing)"));
+    }
+    if different as usize > differences.len() {
+        println!("  ... and {} more", different as usize - differences.len());
+    }
+    different
+}
+
+/// Asks a running server to verify one projection; returns its differences.
+async fn verify_on_server(
+    client: &api::admin_client::AdminClient,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let answer = client
+        .gql(
+            "mutation($name: String!) { verifyProjection(name: $name) { version events entries different differences { entry served rebuilt } } }",
+            serde_json::json!({ "name": name }),
+        )
+        .await
+        .with_context(|| format!("the server could not verify {name}"))?;
+    let v = &answer["verifyProjection"];
+    let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0u64);
+    let differences: Vec<_> = v["differences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            (
+                d["entry"].as_str().unwrap_or_default().to_owned(),
+                d["served"].as_str().map(str::to_owned),
+                d["rebuilt"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    Ok(print_verification(
+        name,
+        v["version"].as_u64().unwrap_or(0),
+        number(&v["events"]),
+        number(&v["entries"]),
+        number(&v["different"]),
+        &differences,
+    ))
+}
+
 /// Asks a running server to rebuild, and follows its progress until every
 /// rebuild has switched (or failed).
 async fn rebuild_on_server(
@@ -598,11 +694,161 @@ fn parse_position(text: &str) -> anyhow::Result<(u32, u64)> {
         .ok_or_else(|| anyhow::anyhow!("{text:?} is not a position (partition:offset)"))
 }
 
-fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+impl DlqCommand {
+    fn location(&self) -> (&std::path::Path, &ServerArgs) {
+        match self {
+            DlqCommand::List {
+                data_dir, server, ..
+            }
+            | DlqCommand::Show {
+                data_dir, server, ..
+            }
+            | DlqCommand::Retry {
+                data_dir, server, ..
+            }
+            | DlqCommand::Discard {
+                data_dir, server, ..
+            } => (data_dir, server),
+        }
+    }
+}
+
+async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    if let DlqCommand::Discard {
+        projection,
+        confirm: false,
+        ..
+    } = &command
+    {
+        anyhow::bail!("discarding loses the event for the {projection} read model: pass --confirm");
+    }
+    let (data_dir, server) = command.location();
+    match server.client(data_dir).await {
+        Some(client) => dlq_on_server(&client, command).await,
+        None => dlq_offline(command),
+    }
+}
+
+fn print_dead_letter_line(projection: &str, letter: &serde_json::Value) {
+    let text = |field: &str| letter[field].as_str().unwrap_or("-").to_owned();
+    println!(
+        "{projection}  {}:{}  {}  {}  {}  {}",
+        letter["partition"],
+        text("offset"),
+        text("orderId"),
+        text("eventType"),
+        text("receivedAt"),
+        text("error")
+    );
+}
+
+const DEAD_LETTER_FIELDS: &str =
+    "id projection partition offset orderId eventType receivedAt error headers { key value } payloadBytes payloadHex";
+
+/// The dlq commands through a running server's GraphQL API.
+async fn dlq_on_server(
+    client: &api::admin_client::AdminClient,
+    command: DlqCommand,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let list = |projection: Option<String>| async move {
+        let query = format!("query($p: String) {{ deadLetters(projection: $p, first: 1000) {{ {DEAD_LETTER_FIELDS} }} }}");
+        let answer = client.gql(&query, json!({ "p": projection })).await?;
+        anyhow::Ok(
+            answer["deadLetters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        )
+    };
+    match command {
+        DlqCommand::List { projection, .. } => {
+            if let Some(name) = &projection {
+                projection_named(name)?;
+            }
+            for letter in list(projection).await? {
+                print_dead_letter_line(letter["projection"].as_str().unwrap_or("-"), &letter);
+            }
+        }
+        DlqCommand::Show {
+            projection,
+            position,
+            ..
+        } => {
+            projection_named(&projection)?;
+            parse_position(&position)?;
+            let id = format!("{projection}:{position}");
+            let letter = list(Some(projection.clone()))
+                .await?
+                .into_iter()
+                .find(|l| l["id"] == id.as_str())
+                .ok_or_else(|| anyhow::anyhow!("no dead letter at {position} in {projection}"))?;
+            let headers: serde_json::Map<String, serde_json::Value> = letter["headers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|h| {
+                    (
+                        h["key"].as_str().unwrap_or_default().to_owned(),
+                        h["value"].clone(),
+                    )
+                })
+                .collect();
+            let (partition, offset) = parse_position(&position)?;
+            let shown = json!({
+                "projection": projection, "partition": partition, "offset": offset,
+                "orderId": letter["orderId"], "eventType": letter["eventType"], "error": letter["error"],
+                "receivedAt": letter["receivedAt"], "headers": headers,
+                "payloadBytes": letter["payloadBytes"], "payloadHex": letter["payloadHex"],
+            });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        DlqCommand::Retry {
+            projection, order, ..
+        } => {
+            let answer = client
+                .gql(
+                    "mutation($p: String!, $o: ID) { retryDeadLetters(projection: $p, orderId: $o) { applied stillParked } }",
+                    json!({ "p": projection, "o": order }),
+                )
+                .await?;
+            let report = &answer["retryDeadLetters"];
+            println!(
+                "{projection}: {} applied, {} still parked",
+                report["applied"], report["stillParked"]
+            );
+        }
+        DlqCommand::Discard {
+            projection,
+            position,
+            ..
+        } => {
+            parse_position(&position)?;
+            let answer = client
+                .gql(
+                    "mutation($id: ID!) { discardDeadLetter(id: $id, confirm: true) { id } }",
+                    json!({ "id": format!("{projection}:{position}") }),
+                )
+                .await;
+            match answer {
+                Ok(_) => println!("{projection}: discarded the dead letter at {position}"),
+                Err(api::admin_client::AdminError::Refused { code, .. }) if code == "NOT_FOUND" => {
+                    anyhow::bail!("no dead letter at {position} in {projection}")
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dlq_offline(command: DlqCommand) -> anyhow::Result<()> {
     match command {
         DlqCommand::List {
             projection,
             data_dir,
+            ..
         } => {
             let names = match &projection {
                 Some(name) => vec![name.as_str()],
@@ -627,6 +873,7 @@ fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             projection,
             position,
             data_dir,
+            ..
         } => {
             let (partition, offset) = parse_position(&position)?;
             let store = open_projection_store(&data_dir, &projection)?;
@@ -658,6 +905,7 @@ fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             projection,
             order,
             data_dir,
+            ..
         } => {
             let store = open_projection_store(&data_dir, &projection)?;
             let report = projections::dlq::retry(
@@ -673,13 +921,9 @@ fn dlq(command: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::Discard {
             projection,
             position,
-            confirm,
             data_dir,
+            ..
         } => {
-            anyhow::ensure!(
-                confirm,
-                "discarding loses the event for the {projection} read model: pass --confirm"
-            );
             let (partition, offset) = parse_position(&position)?;
             let store = open_projection_store(&data_dir, &projection)?;
             match projections::dlq::discard(&store, partition, offset)? {
@@ -700,13 +944,7 @@ async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
             log: args,
             server,
         } => {
-            let names: Vec<&str> = match projection.as_str() {
-                "all" => vec!["history", "customer", "finance"],
-                one => vec![one],
-            };
-            for name in &names {
-                projection_named(name)?;
-            }
+            let names = projection_names(&projection)?;
             if let Some(client) = server.client(&args.data_dir).await {
                 return rebuild_on_server(&client, &names, until, keep_previous).await;
             }
@@ -721,6 +959,52 @@ async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
                     keep_previous,
                 )
                 .await?;
+            }
+        }
+        ReplayCommand::Verify {
+            projection,
+            log: args,
+            server,
+        } => {
+            let names = projection_names(&projection)?;
+            let mut different = 0;
+            if let Some(client) = server.client(&args.data_dir).await {
+                println!("asking the server at {} to verify", client.url());
+                for name in names {
+                    different += verify_on_server(&client, name).await?;
+                }
+            } else {
+                let (log, topics) = open_log(&args).await?;
+                for name in names {
+                    let store = open_projection_store(&args.data_dir, name)?;
+                    let version = projections::generation::current_generation(&args.data_dir, name);
+                    let report = replay::verify::verify(
+                        projection_named(name)?.as_ref(),
+                        log.as_ref(),
+                        &topics,
+                        &store,
+                        &projections::generation::scratch_dir(&args.data_dir, name),
+                        shutdown_signal(),
+                    )
+                    .await?;
+                    let differences: Vec<_> = report
+                        .comparison
+                        .differences
+                        .iter()
+                        .map(|d| (d.key.to_string(), d.left.clone(), d.right.clone()))
+                        .collect();
+                    different += print_verification(
+                        name,
+                        version.into(),
+                        report.events,
+                        report.comparison.entries,
+                        report.comparison.different,
+                        &differences,
+                    );
+                }
+            }
+            if different > 0 {
+                std::process::exit(1);
             }
         }
         ReplayCommand::Snapshots { verify, log } => {
@@ -759,7 +1043,7 @@ async fn main() -> anyhow::Result<()> {
         Commands::Serve(args) => serve(args).await,
         Commands::Inspect(command) => inspect(command).await,
         Commands::Replay(command) => replay_command(command).await,
-        Commands::Dlq(command) => dlq(command),
+        Commands::Dlq(command) => dlq(command).await,
         Commands::Bench(BenchCommand::Rebuild { events, dir }) => {
             let scratch = tempfile::tempdir()?;
             let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());

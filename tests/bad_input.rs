@@ -218,3 +218,70 @@ async fn unsafe_or_inconsistent_settings_refuse_to_start() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_mutations_refuse_bad_input_and_clients_without_access() {
+    let s = TestServer::start().await;
+    let cases = [
+        (
+            "mutation { verifyProjection(name: \"ledger\") { different } }",
+            "VALIDATION_FAILED",
+            Some("name"),
+        ),
+        (
+            "mutation { retryDeadLetters(projection: \"ledger\") { applied } }",
+            "VALIDATION_FAILED",
+            Some("projection"),
+        ),
+        (
+            "mutation { discardDeadLetter(id: \"history\", confirm: true) { id } }",
+            "VALIDATION_FAILED",
+            Some("id"),
+        ),
+        (
+            "mutation { discardDeadLetter(id: \"ledger:0:1\", confirm: true) { id } }",
+            "VALIDATION_FAILED",
+            Some("id"),
+        ),
+        (
+            "mutation { discardDeadLetter(id: \"history:0:1\", confirm: false) { id } }",
+            "VALIDATION_FAILED",
+            Some("confirm"),
+        ),
+        (
+            "mutation { discardDeadLetter(id: \"history:0:1\", confirm: true) { id } }",
+            "NOT_FOUND",
+            None,
+        ),
+    ];
+    for (query, code, field) in cases {
+        let body = s.gql(query, json!({})).await;
+        assert_eq!(error_code(&body).as_deref(), Some(code), "{query}: {body}");
+        assert_eq!(error_field(&body).as_deref(), field, "{query}: {body}");
+    }
+    // Without the access marker the HTTP layer gives, every admin mutation is refused.
+    for query in [
+        "mutation { rebuildProjection(name: \"history\") { targetVersion } }",
+        "mutation { verifyProjection(name: \"history\") { different } }",
+        "mutation { retryDeadLetters(projection: \"history\") { applied } }",
+        "mutation { discardDeadLetter(id: \"history:0:1\", confirm: true) { id } }",
+    ] {
+        let body = serde_json::to_value(s.server().schema.execute(query).await).unwrap();
+        assert_eq!(
+            error_code(&body).as_deref(),
+            Some("FORBIDDEN"),
+            "{query}: {body}"
+        );
+    }
+    let status = data(
+        s.gql(
+            "{ projections { version rebuilding { phase } } }",
+            json!({}),
+        )
+        .await,
+    );
+    assert_eq!(
+        status["projections"][0]["version"], 1,
+        "nothing was rebuilt"
+    );
+}

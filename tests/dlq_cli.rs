@@ -1,5 +1,6 @@
-//! `orderstore dlq`: list, show, retry and discard dead letters of a stopped
-//! server's read models; discarding needs an explicit --confirm.
+//! `orderstore dlq`: list, show, retry and discard dead letters, from a
+//! stopped server's files and through a running server, on both backends;
+//! discarding needs an explicit --confirm.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use eventlog::topics::Topics;
 use eventlog::{OutgoingRecord, Record};
 use serde_json::{json, Value};
 
+use crate::on_both_backends;
 use crate::support::*;
 
 fn dlq(args: &[&str], dir: &std::path::Path) -> Output {
@@ -17,6 +19,7 @@ fn dlq(args: &[&str], dir: &std::path::Path) -> Output {
         .arg("--data-dir")
         .arg(dir)
         .env_remove("ORDERSTORE_KAFKA")
+        .env_remove("ORDERSTORE_AUTH_TOKEN")
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap()
@@ -31,11 +34,23 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_listed_shown_retried_and_discarded_from_the_command_line() {
-    let s = TestServer::start().await;
+on_both_backends!(
+    dead_letters_are_handled_from_a_stopped_servers_files,
+    dead_letters_are_handled_through_a_running_server,
+);
+
+async fn dead_letters_are_handled_from_a_stopped_servers_files(backend: Backend) {
+    dead_letters_are_listed_shown_retried_and_discarded(backend, false).await;
+}
+
+async fn dead_letters_are_handled_through_a_running_server(backend: Backend) {
+    dead_letters_are_listed_shown_retried_and_discarded(backend, true).await;
+}
+
+async fn dead_letters_are_listed_shown_retried_and_discarded(backend: Backend, running: bool) {
+    let s = TestServer::start_on(backend, |_| {}).await;
     let garbage = OutgoingRecord {
-        topic: Topics::default().events,
+        topic: Topics::new(&s.config.topic_prefix).events,
         partition: Some(0),
         record: Record {
             key: b"junk-1".to_vec(),
@@ -52,20 +67,27 @@ async fn dead_letters_are_listed_shown_retried_and_discarded_from_the_command_li
     let position = appended.unwrap()[0];
     let mut letters = Value::Null;
     for _ in 0..100 {
-        letters = data(
-            s.gql("{ deadLetters(projection: \"history\") { id } }", json!({}))
-                .await,
-        );
-        if !letters["deadLetters"].as_array().unwrap().is_empty() {
+        letters = data(s.gql("{ deadLetters { id } }", json!({})).await);
+        if letters["deadLetters"].as_array().unwrap().len() == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(letters["deadLetters"].as_array().unwrap().len(), 1);
-    let dir = s.stop().await;
+    assert_eq!(
+        letters["deadLetters"].as_array().unwrap().len(),
+        3,
+        "one per projection"
+    );
     let at = format!("{}:{}", position.partition, position.offset);
+    let dir = s.dir.path().to_path_buf();
+    // Kept to the end: the running server, or the stopped one's directory.
+    let (server, _files) = if running {
+        (Some(s), None)
+    } else {
+        (None, Some(s.stop().await))
+    };
 
-    let listed = stdout(&dlq(&["list"], dir.path()));
+    let listed = stdout(&dlq(&["list"], &dir));
     assert_eq!(listed.lines().count(), 3, "one per projection: {listed}");
     assert!(
         listed
@@ -74,20 +96,33 @@ async fn dead_letters_are_listed_shown_retried_and_discarded_from_the_command_li
         "{listed}"
     );
     let shown: Value =
-        serde_json::from_str(&stdout(&dlq(&["show", "history", &at], dir.path()))).unwrap();
+        serde_json::from_str(&stdout(&dlq(&["show", "history", &at], &dir))).unwrap();
     assert_eq!(
         (shown["payloadHex"].as_str(), shown["orderId"].as_str()),
         (Some("090909"), Some("junk-1"))
     );
 
-    assert!(stdout(&dlq(&["retry", "history"], dir.path())).contains("0 applied, 1 still parked"));
-    let refused = dlq(&["discard", "history", &at], dir.path());
+    assert!(stdout(&dlq(&["retry", "history"], &dir)).contains("0 applied, 1 still parked"));
+    let refused = dlq(&["discard", "history", &at], &dir);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--confirm"));
-    stdout(&dlq(&["discard", "history", &at, "--confirm"], dir.path()));
-    assert_eq!(
-        stdout(&dlq(&["list", "--projection", "history"], dir.path())),
-        ""
+    stdout(&dlq(&["discard", "history", &at, "--confirm"], &dir));
+    assert_eq!(stdout(&dlq(&["list", "--projection", "history"], &dir)), "");
+    assert!(!dlq(&["show", "nope", &at], &dir).status.success());
+    let missing = dlq(&["discard", "history", &at, "--confirm"], &dir);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no dead letter at"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
     );
-    assert!(!dlq(&["show", "nope", &at], dir.path()).status.success());
+    let asked = dlq(&["list"], &dir);
+    if running {
+        // Every command above went through the server (its files are locked).
+        let server = server.unwrap();
+        let left = data(server.gql("{ deadLetters { id } }", json!({})).await);
+        assert_eq!(left["deadLetters"].as_array().unwrap().len(), 2, "{left}");
+        server.stop().await;
+    }
+    assert!(asked.status.success());
 }

@@ -18,4 +18,5 @@ mod rebuild;
 mod restart;
 mod scale_out;
 mod schema_contract;
+mod verify;
 mod write_to_read;

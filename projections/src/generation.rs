@@ -65,6 +65,20 @@ pub const BUILDING: &str = "BUILDING";
 /// A generation replaced by a newer one, to be removed once nothing reads it.
 pub const RETIRED: &str = "RETIRED";
 
+/// Scratch stores of `replay verify` start so; any left behind is removed.
+pub const SCRATCH_PREFIX: &str = "verify-";
+
+/// A fresh scratch directory beside the generations of a projection.
+pub fn scratch_dir(data_dir: &Path, projection: &str) -> PathBuf {
+    data_dir.join("projections").join(projection).join(format!(
+        "{SCRATCH_PREFIX}{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ))
+}
+
 /// Marks a generation directory (see `BUILDING` and `RETIRED`).
 pub fn mark(dir: &Path, marker: &str) -> std::io::Result<()> {
     std::fs::write(dir.join(marker), b"")
@@ -88,6 +102,14 @@ pub fn clean_up(data_dir: &Path, projection: &str) -> std::io::Result<Vec<u32>> 
         return Ok(removed);
     };
     for entry in entries.filter_map(Result::ok) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+        {
+            std::fs::remove_dir_all(entry.path())?;
+            continue;
+        }
         let Some(generation) = entry
             .file_name()
             .to_str()

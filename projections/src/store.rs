@@ -253,3 +253,205 @@ impl ProjectionStore {
             .collect()
     }
 }
+
+/// One stored entry, decoded enough to compare two stores and to show a
+/// difference to a person.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryKey {
+    /// A version of a row: table, key (parts joined with '/'), valid from.
+    Row {
+        table: String,
+        key: String,
+        valid_from: DateTime<Utc>,
+    },
+    Sequence(String),
+    Checkpoint(u32),
+    Parked(String),
+    DeadLetter {
+        partition: u32,
+        offset: u64,
+    },
+    Unknown(Vec<u8>),
+}
+
+impl std::fmt::Display for EntryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryKey::Row {
+                table,
+                key,
+                valid_from,
+            } => write!(
+                f,
+                "row {table}/{key} valid from {}",
+                domain::envelope::format_time(valid_from)
+            ),
+            EntryKey::Sequence(order) => write!(f, "last applied sequence of order {order}"),
+            EntryKey::Checkpoint(partition) => write!(f, "checkpoint of partition {partition}"),
+            EntryKey::Parked(order) => write!(f, "order {order} parked"),
+            EntryKey::DeadLetter { partition, offset } => {
+                write!(f, "dead letter {partition}:{offset}")
+            }
+            EntryKey::Unknown(raw) => write!(f, "unknown entry {raw:02x?}"),
+        }
+    }
+}
+
+impl EntryKey {
+    fn decode(raw: &[u8]) -> Self {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace('\u{1f}', "/");
+        let unknown = || EntryKey::Unknown(raw.to_vec());
+        let Some((&tag, rest)) = raw.split_first() else {
+            return unknown();
+        };
+        match tag {
+            ROW => {
+                let Some(table_end) = rest.iter().position(|b| *b == 0) else {
+                    return unknown();
+                };
+                if rest.len() < table_end + 10 {
+                    return unknown();
+                }
+                let (key, time) = rest[table_end + 1..].split_at(rest.len() - table_end - 10);
+                let micros = u64::from_be_bytes(time[1..].try_into().unwrap_or([0; 8])) ^ (1 << 63);
+                match DateTime::<Utc>::from_timestamp_micros(micros as i64) {
+                    Some(valid_from) => EntryKey::Row {
+                        table: text(&rest[..table_end]),
+                        key: text(key),
+                        valid_from,
+                    },
+                    None => unknown(),
+                }
+            }
+            SEQUENCE => EntryKey::Sequence(text(rest)),
+            PARKED => EntryKey::Parked(text(rest)),
+            CHECKPOINT => match <[u8; 4]>::try_from(rest) {
+                Ok(p) => EntryKey::Checkpoint(u32::from_be_bytes(p)),
+                Err(_) => unknown(),
+            },
+            DEAD => match (rest.get(..4), rest.get(5..)) {
+                (Some(p), Some(o)) if o.len() == 8 => EntryKey::DeadLetter {
+                    partition: u32::from_be_bytes(p.try_into().unwrap_or([0; 4])),
+                    offset: u64::from_be_bytes(o.try_into().unwrap_or([0; 8])),
+                },
+                _ => unknown(),
+            },
+            _ => unknown(),
+        }
+    }
+}
+
+/// One entry present in only one store, or different in the two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryDifference {
+    pub key: EntryKey,
+    /// The value in the first store (None: missing there).
+    pub left: Option<String>,
+    pub right: Option<String>,
+}
+
+/// What a comparison of two stores found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Comparison {
+    pub entries: u64,
+    pub different: u64,
+    /// The first differences (at most the limit asked for).
+    pub differences: Vec<EntryDifference>,
+}
+
+/// A stored value as a person reads it: JSON rows as text, numbers as numbers.
+fn show_value(key: &EntryKey, value: &[u8]) -> String {
+    match key {
+        EntryKey::Sequence(_) | EntryKey::Checkpoint(_) => u64_of(value)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| format!("{value:02x?}")),
+        EntryKey::Parked(_) => "parked".into(),
+        _ => String::from_utf8_lossy(value).into_owned(),
+    }
+}
+
+/// The part of a dead letter that must match: where it came from and why
+/// (not when it was parked).
+fn comparable(key: &EntryKey, value: &[u8]) -> Vec<u8> {
+    if let EntryKey::DeadLetter { .. } = key {
+        if let Ok(letter) = serde_json::from_slice::<DeadLetter>(value) {
+            return format!(
+                "{:?} {:?} {}",
+                letter.order_id, letter.event_type, letter.error
+            )
+            .into_bytes();
+        }
+    }
+    value.to_vec()
+}
+
+impl ProjectionStore {
+    /// Compares every entry of two stores in key order (rows, sequences,
+    /// checkpoints, parked orders, dead letters); keeps the first `limit`
+    /// differences.
+    pub fn compare(&self, other: &ProjectionStore, limit: usize) -> Result<Comparison, StoreError> {
+        let mut left = self.tree.iter().peekable();
+        let mut right = other.tree.iter().peekable();
+        let mut comparison = Comparison::default();
+        loop {
+            let order = match (left.peek(), right.peek()) {
+                (None, None) => break,
+                (Some(Err(_)), _) | (_, Some(Err(_))) => {
+                    let error = match (left.next(), right.next()) {
+                        (Some(Err(e)), _) | (_, Some(Err(e))) => e,
+                        _ => return Err(StoreError::Corrupt("iteration failed".into())),
+                    };
+                    return Err(error.into());
+                }
+                (Some(Ok(_)), None) => std::cmp::Ordering::Less,
+                (None, Some(Ok(_))) => std::cmp::Ordering::Greater,
+                (Some(Ok((l, _))), Some(Ok((r, _)))) => l.cmp(r),
+            };
+            comparison.entries += 1;
+            let (raw, l, r) = match order {
+                std::cmp::Ordering::Less => {
+                    let (k, v) = left.next().expect("peeked")?;
+                    (k, Some(v), None)
+                }
+                std::cmp::Ordering::Greater => {
+                    let (k, v) = right.next().expect("peeked")?;
+                    (k, None, Some(v))
+                }
+                std::cmp::Ordering::Equal => {
+                    let (k, lv) = left.next().expect("peeked")?;
+                    let (_, rv) = right.next().expect("peeked")?;
+                    (k, Some(lv), Some(rv))
+                }
+            };
+            let key = EntryKey::decode(&raw);
+            let same = match (&l, &r) {
+                (Some(l), Some(r)) => comparable(&key, l) == comparable(&key, r),
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            comparison.different += 1;
+            if comparison.differences.len() < limit {
+                comparison.differences.push(EntryDifference {
+                    left: l.map(|v| show_value(&key, &v)),
+                    right: r.map(|v| show_value(&key, &v)),
+                    key,
+                });
+            }
+        }
+        Ok(comparison)
+    }
+
+    /// The next offset to apply of every partition that has a checkpoint.
+    pub fn checkpoints(&self) -> Result<std::collections::BTreeMap<u32, u64>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for entry in self.tree.scan_prefix([CHECKPOINT]) {
+            let (key, value) = entry?;
+            if let EntryKey::Checkpoint(partition) = EntryKey::decode(&key) {
+                out.insert(partition, u64_of(&value)?);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -3,11 +3,16 @@
 //! the compacted snapshots topic against a fold of the events topic
 //! (`snapshots`).
 //!
-//! These tools only read. They must never write to the log or to a read
-//! model, and never trust a read model where the log can answer.
+//! It also builds read models from the log: new generations (`rebuild`),
+//! scratch copies to compare with the served ones (`verify`), and the
+//! benchmark (`bench`).
+//!
+//! These tools never write to the log or to a served read model, and never
+//! trust a read model where the log can answer.
 
 pub mod bench;
 pub mod inspect;
 pub mod log_fold;
 pub mod rebuild;
 pub mod snapshots;
+pub mod verify;

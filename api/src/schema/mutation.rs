@@ -9,11 +9,35 @@ use eventlog::processor::Outcome;
 
 use crate::error::ApiError;
 use crate::schema::inputs::{self, *};
-use crate::schema::types::{CommandResult, Event, RebuildStarted};
+use crate::schema::types::{
+    CommandResult, DeadLetter, DeadLetterRetry, EntryDifference, Event, ProjectionVerification,
+    RebuildStarted,
+};
 use crate::schema::{require_admin, AppState, CorrelationHeader};
 
 #[derive(Debug, Default)]
 pub struct Mutation;
+
+/// A projection's slot and code by name, or a validation error on `field`.
+fn projection_of<'a>(
+    state: &'a AppState,
+    name: &str,
+    field: &str,
+) -> Result<
+    (
+        &'a Arc<crate::read_models::ProjectionSlot>,
+        Arc<dyn projections::Projection>,
+    ),
+    ApiError,
+> {
+    match (state.read.slot(name), projections::named(name)) {
+        (Some(slot), Some(code)) => Ok((slot, code)),
+        _ => Err(ApiError::invalid(
+            field,
+            "must be history, customer or finance",
+        )),
+    }
+}
 
 async fn send(
     ctx: &Context<'_>,
@@ -130,6 +154,108 @@ impl Mutation {
             target_version: i32::try_from(target).unwrap_or(i32::MAX),
             served_version: i32::try_from(served_version).unwrap_or(i32::MAX),
         })
+    }
+
+    /// Admin: rebuilds a projection into a scratch store up to the served
+    /// generation's checkpoints and compares the two entry by entry. The
+    /// projection's worker pauses for the last stretch and the comparison.
+    async fn verify_projection(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> Result<ProjectionVerification> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let (slot, projection) = projection_of(state, &name, "name")?;
+        let served = slot.served();
+        let scratch = projections::generation::scratch_dir(&state.data_dir, &name);
+        let report = replay::verify::verify(
+            projection.as_ref(),
+            state.log.as_ref(),
+            &state.topics,
+            &served.store,
+            &scratch,
+            std::future::pending(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        let comparison = report.comparison;
+        Ok(ProjectionVerification {
+            name,
+            version: i32::try_from(served.version).unwrap_or(i32::MAX),
+            events: report.events.to_string(),
+            entries: comparison.entries.to_string(),
+            different: comparison.different.to_string(),
+            differences: comparison
+                .differences
+                .into_iter()
+                .map(|d| EntryDifference {
+                    entry: d.key.to_string(),
+                    served: d.left,
+                    rebuilt: d.right,
+                })
+                .collect(),
+        })
+    }
+
+    /// Admin: applies the parked events of a projection again, in order,
+    /// once their cause is fixed (all parked orders, or one). Stops, per
+    /// order, at the first event that still fails.
+    async fn retry_dead_letters(
+        &self,
+        ctx: &Context<'_>,
+        projection: String,
+        order_id: Option<ID>,
+    ) -> Result<DeadLetterRetry> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let (slot, code) = projection_of(state, &projection, "projection")?;
+        let served = slot.served();
+        let _writes = served.store.lock_writes().await;
+        let report = projections::dlq::retry(
+            code.as_ref(),
+            &served.store,
+            order_id.as_ref().map(|id| id.as_str()),
+        )
+        .map_err(ApiError::internal)?;
+        Ok(DeadLetterRetry {
+            applied: i32::try_from(report.applied).unwrap_or(i32::MAX),
+            still_parked: i32::try_from(report.still_parked).unwrap_or(i32::MAX),
+        })
+    }
+
+    /// Admin: drops one dead letter for good (the read model never gets
+    /// that event); `confirm` must be true. Its order is unparked when it
+    /// was the order's last dead letter.
+    async fn discard_dead_letter(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        confirm: bool,
+    ) -> Result<DeadLetter> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let not_an_id =
+            || ApiError::invalid("id", "not a dead letter id (projection:partition:offset)");
+        let (name, position) = id.split_once(':').ok_or_else(not_an_id)?;
+        let (partition, offset) = eventlog::processor::messages::parse_consistency_token(position)
+            .ok_or_else(not_an_id)?;
+        let (slot, _) = projection_of(state, name, "id")?;
+        if !confirm {
+            return Err(ApiError::invalid(
+                "confirm",
+                format!("discarding loses the event for the {name} read model: pass true"),
+            )
+            .into());
+        }
+        let served = slot.served();
+        let _writes = served.store.lock_writes().await;
+        match projections::dlq::discard(&served.store, partition, offset)
+            .map_err(ApiError::internal)?
+        {
+            Some(letter) => Ok(DeadLetter::new(slot.name, letter)),
+            None => Err(ApiError::not_found(format!("no dead letter {}", id.as_str())).into()),
+        }
     }
 
     async fn refund_payment(

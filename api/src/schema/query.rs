@@ -245,18 +245,7 @@ impl Query {
         let mut out = Vec::new();
         for handle in handles {
             for letter in handle.store.dead_letters().map_err(ApiError::internal)? {
-                out.push(DeadLetter {
-                    id: ID(format!(
-                        "{}:{}:{}",
-                        handle.name, letter.partition, letter.offset
-                    )),
-                    projection: handle.name.to_owned(),
-                    partition: i32::try_from(letter.partition).unwrap_or(i32::MAX),
-                    offset: letter.offset.to_string(),
-                    error: letter.error,
-                    event_type: letter.event_type,
-                    received_at: letter.received_at,
-                });
+                out.push(DeadLetter::new(handle.name, letter));
             }
         }
         out.truncate(first);

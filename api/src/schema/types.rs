@@ -376,4 +376,90 @@ pub struct DeadLetter {
     pub error: String,
     pub event_type: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// The order it belongs to (null when the record could not be read at all).
+    pub order_id: Option<String>,
+    /// The record's headers as they were on the log.
+    pub headers: Vec<RecordHeader>,
+    /// Size of the payload (null for a tombstone).
+    pub payload_bytes: Option<i32>,
+    /// The first 256 bytes of the payload, in hex.
+    pub payload_hex: Option<String>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RecordHeader {
+    pub key: String,
+    /// The value as UTF-8 (lossy).
+    pub value: String,
+}
+
+impl DeadLetter {
+    pub fn new(projection: &str, letter: projections::DeadLetter) -> Self {
+        Self {
+            id: ID(format!(
+                "{projection}:{}:{}",
+                letter.partition, letter.offset
+            )),
+            projection: projection.to_owned(),
+            partition: i32::try_from(letter.partition).unwrap_or(i32::MAX),
+            offset: letter.offset.to_string(),
+            error: letter.error,
+            event_type: letter.event_type,
+            received_at: letter.received_at,
+            order_id: letter.order_id,
+            headers: letter
+                .headers
+                .iter()
+                .map(|h| RecordHeader {
+                    key: h.key.clone(),
+                    value: String::from_utf8_lossy(&h.value).into_owned(),
+                })
+                .collect(),
+            payload_bytes: letter
+                .payload
+                .as_ref()
+                .map(|p| i32::try_from(p.len()).unwrap_or(i32::MAX)),
+            payload_hex: letter.payload.as_ref().map(|p| {
+                p.iter()
+                    .take(256)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            }),
+        }
+    }
+}
+
+/// What `retryDeadLetters` did.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct DeadLetterRetry {
+    /// Dead letters that applied now (or were already applied) and are gone.
+    pub applied: i32,
+    /// Dead letters still parked (the first still failing and those after it).
+    pub still_parked: i32,
+}
+
+/// `verifyProjection`: the served generation against a scratch rebuild up to
+/// the same checkpoints.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ProjectionVerification {
+    pub name: String,
+    /// The generation compared.
+    pub version: i32,
+    /// Events the scratch rebuild applied.
+    pub events: String,
+    /// Entries compared (rows, sequences, checkpoints, parked orders, dead letters).
+    pub entries: String,
+    /// Entries that differ (all counted; the first 100 listed).
+    pub different: String,
+    pub differences: Vec<EntryDifference>,
+}
+
+/// One entry that differs: its value in the served generation and in the rebuild.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct EntryDifference {
+    pub entry: String,
+    /// Null: missing from the served generation.
+    pub served: Option<String>,
+    /// Null: missing from the rebuild.
+    pub rebuilt: Option<String>,
 }

@@ -343,6 +343,7 @@ async fn assemble(
         gateway,
         read,
         rebuilder,
+        data_dir: dir.to_path_buf(),
         live,
         metrics,
         consistency_timeout: config.consistency_timeout,
