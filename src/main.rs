@@ -155,6 +155,8 @@ enum InspectCommand {
         json: bool,
         #[command(flatten)]
         log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// The fields that changed between two times, and the events in between.
     Diff {
@@ -167,6 +169,8 @@ enum InspectCommand {
         json: bool,
         #[command(flatten)]
         log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -208,6 +212,8 @@ enum ReplayCommand {
         verify: bool,
         #[command(flatten)]
         log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -347,6 +353,16 @@ async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Topics)>
     Ok((log, topics))
 }
 
+/// Prints what a server's `inspectOrder` or `inspectDiff` answered.
+fn print_inspection(inspection: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inspection["json"])?);
+    } else {
+        print!("{}", inspection["text"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
 fn check_order_id(id: &str) -> anyhow::Result<()> {
     domain::OrderId::parse(id)
         .map(|_| ())
@@ -355,8 +371,24 @@ fn check_order_id(id: &str) -> anyhow::Result<()> {
 
 async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
     match command {
-        InspectCommand::Order { id, at, json, log } => {
+        InspectCommand::Order {
+            id,
+            at,
+            json,
+            log,
+            server,
+        } => {
             check_order_id(&id)?;
+            if let Some(client) = server.client(&log.data_dir).await {
+                let answer = client
+                    .gql(
+                        "query($id: ID!, $at: DateTime) { inspectOrder(id: $id, at: $at) { text json } }",
+                        serde_json::json!({ "id": id, "at": at }),
+                    )
+                    .await?;
+                print_inspection(&answer["inspectOrder"], json)?;
+                return Ok(());
+            }
             let (log, topics) = open_log(&log).await?;
             let at = at.unwrap_or_else(chrono::Utc::now);
             let folded = replay::log_fold::fold_order(log.as_ref(), &topics, &id, at).await?;
@@ -375,9 +407,20 @@ async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
             to,
             json,
             log,
+            server,
         } => {
             check_order_id(&id)?;
             anyhow::ensure!(from <= to, "--from must not be after --to");
+            if let Some(client) = server.client(&log.data_dir).await {
+                let answer = client
+                    .gql(
+                        "query($id: ID!, $from: DateTime!, $to: DateTime!) { inspectDiff(id: $id, from: $from, to: $to) { text json } }",
+                        serde_json::json!({ "id": id, "from": from, "to": to }),
+                    )
+                    .await?;
+                print_inspection(&answer["inspectDiff"], json)?;
+                return Ok(());
+            }
             let (log, topics) = open_log(&log).await?;
             let before = replay::log_fold::fold_order(log.as_ref(), &topics, &id, from).await?;
             let after = replay::log_fold::fold_order(log.as_ref(), &topics, &id, to).await?;
@@ -1007,13 +1050,41 @@ async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        ReplayCommand::Snapshots { verify, log } => {
+        ReplayCommand::Snapshots {
+            verify,
+            log,
+            server,
+        } => {
             anyhow::ensure!(
                 verify,
                 "only --verify is supported: pass it to compare snapshots with the events"
             );
-            let (log, topics) = open_log(&log).await?;
-            let report = replay::snapshots::verify(log.as_ref(), &topics).await?;
+            let topics = Topics::new(&log.topic_prefix);
+            let report = match server.client(&log.data_dir).await {
+                Some(client) => {
+                    println!("asking the server at {} to verify", client.url());
+                    let answer = client
+                        .gql(
+                            "{ verifySnapshots { orders snapshots undecodable differences } }",
+                            serde_json::json!({}),
+                        )
+                        .await?;
+                    let v = &answer["verifySnapshots"];
+                    replay::snapshots::Verification {
+                        orders: v["orders"].as_u64().unwrap_or(0) as usize,
+                        snapshots: v["snapshots"].as_u64().unwrap_or(0) as usize,
+                        undecodable: v["undecodable"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0),
+                        differences: serde_json::from_value(v["differences"].clone())?,
+                    }
+                }
+                None => {
+                    let (log, topics) = open_log(&log).await?;
+                    replay::snapshots::verify(log.as_ref(), &topics).await?
+                }
+            };
             println!(
                 "{} orders folded from {}, {} snapshots in {}, {} unreadable event records",
                 report.orders,

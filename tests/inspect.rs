@@ -1,6 +1,7 @@
 //! Point-in-time state three ways must agree on random histories: GraphQL
 //! `order(id, asOf)` (folded from the history read model), and `inspect`'s
-//! fold of the log itself, at every event time and just before it.
+//! fold of the log itself, at every event time and just before it; the
+//! `orderstore inspect` command prints the same (asking the running server).
 
 use chrono::{DateTime, Duration, Utc};
 use eventlog::topics::Topics;
@@ -122,9 +123,81 @@ async fn point_in_time_views_agree_with_a_fold_of_the_log(backend: Backend) {
                 "{order} at {at}: GraphQL and the log disagree"
             );
             assert!(folded.events.iter().all(|e| e.event.envelope.time <= at));
+            if n == 0 {
+                // The command prints the same state (through the running server).
+                let printed = inspect(
+                    &["order", &order, "--at", &at.to_rfc3339(), "--json"],
+                    s.dir.path(),
+                );
+                let printed: Value = serde_json::from_str(&printed).unwrap();
+                let state = &printed["state"];
+                let from_cli = (!state.is_null()).then(|| {
+                    json!({
+                        "status": state["status"], "paymentStatus": state["paymentStatus"],
+                        "inventoryReserved": state["inventoryReserved"], "total": state["total"],
+                        "captured": state["captured"], "refunded": state["refunded"],
+                        "version": state["version"],
+                    })
+                });
+                assert_eq!(
+                    from_cli,
+                    from_graphql(&graphql["order"]),
+                    "{order} at {at}: inspect and GraphQL disagree"
+                );
+                assert_eq!(
+                    printed["events"].as_array().unwrap().len(),
+                    folded.events.len()
+                );
+            }
+        }
+        if n == 0 {
+            let first = times_of(&history)[0];
+            let diff = inspect(
+                &[
+                    "diff",
+                    &order,
+                    "--from",
+                    &(first - Duration::microseconds(1)).to_rfc3339(),
+                    "--to",
+                    &Utc::now().to_rfc3339(),
+                ],
+                s.dir.path(),
+            );
+            assert!(
+                diff.contains("status") && diff.contains("OrderPlaced"),
+                "{diff}"
+            );
         }
     }
     s.stop().await;
+}
+
+fn times_of(history: &Value) -> Vec<DateTime<Utc>> {
+    history["orderHistory"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["time"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Runs `orderstore inspect` on a data directory; returns what it printed.
+fn inspect(args: &[&str], dir: &std::path::Path) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orderstore"))
+        .arg("inspect")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("ORDERSTORE_KAFKA")
+        .env_remove("ORDERSTORE_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 crate::on_both_backends!(point_in_time_views_agree_with_a_fold_of_the_log);

@@ -262,7 +262,7 @@ async fn rebuild_requests_that_cannot_run_are_refused() {
     let frozen = data(
         s.gql(
             REBUILD,
-            json!({ "name": "finance", "until": "2026-01-01T00:00:10Z" }),
+            json!({ "name": "finance", "until": "2026-01-01T00:00:03Z" }),
         )
         .await,
     );
@@ -288,6 +288,44 @@ async fn rebuild_requests_that_cannot_run_are_refused() {
     let frozen_dir = s.dir.path().join("projections/finance/v2");
     assert!(frozen_dir.exists() && !frozen_dir.join("BUILDING").exists());
     assert_eq!(last["projections"][0]["version"], 2, "{last}");
+
+    // The frozen generation answers side by side with the served one, and
+    // agrees with the served one read as of its time.
+    const FINANCE: &str = "query($g: Int, $at: DateTime) { finance(from: \"2026-01-01\", to: \"2026-01-02\", generation: $g, asOf: $at) { totals { currency ordersPlaced gross { amount } captured { amount } } } }";
+    let frozen = data(s.gql(FINANCE, json!({ "g": 2 })).await);
+    let as_of = data(
+        s.gql(FINANCE, json!({ "at": "2026-01-01T00:00:03Z" }))
+            .await,
+    );
+    let now = data(s.gql(FINANCE, json!({})).await);
+    assert_eq!(frozen, as_of);
+    assert_ne!(frozen, now, "the frozen generation stops at its time");
+    let placed: i64 = frozen["finance"]["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ordersPlaced"].as_i64().unwrap())
+        .sum();
+    assert!(placed > 0, "{frozen}");
+    for (generation, code, field) in [
+        (json!(9), "NOT_FOUND", None),
+        (json!(0), "VALIDATION_FAILED", Some("generation")),
+    ] {
+        let body = s.gql(FINANCE, json!({ "g": generation })).await;
+        assert_eq!(error_code(&body).as_deref(), Some(code), "{body}");
+        assert_eq!(error_field(&body).as_deref(), field, "{body}");
+    }
+    let body = s
+        .gql(
+            "{ finance(from: \"2026-01-01\", to: \"2026-01-01\", generation: 2, consistentWith: \"0:0\") { totals { gross { amount } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        error_field(&body).as_deref(),
+        Some("consistentWith"),
+        "{body}"
+    );
 
     // A server with a token: the command without it is refused, clearly.
     let dir = s.stop().await;

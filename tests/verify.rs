@@ -77,6 +77,21 @@ async fn verify_reports_exactly_what_differs_from_a_rebuild(backend: Backend) {
         );
     }
 
+    let snapshots = Command::new(env!("CARGO_BIN_EXE_orderstore"))
+        .args(["replay", "snapshots", "--verify", "--data-dir"])
+        .arg(s.dir.path())
+        .env_remove("ORDERSTORE_KAFKA")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&snapshots.stdout);
+    assert!(snapshots.status.success(), "{printed}");
+    assert!(
+        printed.contains("asking the server at")
+            && printed.contains("3 orders folded")
+            && printed.contains("snapshots match the events"),
+        "{printed}"
+    );
+
     // A hand edit: a row no event made.
     let config = s.config.clone();
     let prefix = config.topic_prefix.clone();

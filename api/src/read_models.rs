@@ -1,6 +1,8 @@
 //! The read models a serving node holds: each projection's store and
 //! progress, and the waits that make read-your-writes work.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -63,15 +65,83 @@ pub struct ProjectionSlot {
     pub name: &'static str,
     served: RwLock<Arc<ProjectionHandle>>,
     rebuilds: Mutex<Rebuilds>,
+    /// Where the generations live, for queries of other generations.
+    data_dir: PathBuf,
+    /// Generations other than the served one, opened read-only on demand
+    /// (frozen `--until` builds, kept previous ones).
+    others: Mutex<BTreeMap<u32, Arc<ProjectionHandle>>>,
 }
 
 impl ProjectionSlot {
-    pub fn new(handle: ProjectionHandle) -> Self {
+    pub fn new(handle: ProjectionHandle, data_dir: &Path) -> Self {
         Self {
             name: handle.name,
             served: RwLock::new(Arc::new(handle)),
             rebuilds: Mutex::new(Rebuilds::default()),
+            data_dir: data_dir.to_path_buf(),
+            others: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The generation a query reads: the served one (waiting for
+    /// `consistentWith`), or another one by number, read-only.
+    pub async fn read(
+        &self,
+        token: Option<&str>,
+        generation: Option<i32>,
+        timeout: Duration,
+    ) -> Result<Arc<ProjectionHandle>, ApiError> {
+        let Some(generation) = generation else {
+            return self.wait_for(token, timeout).await;
+        };
+        let generation = u32::try_from(generation)
+            .ok()
+            .filter(|g| *g >= 1)
+            .ok_or_else(|| ApiError::invalid("generation", "must be 1 or more"))?;
+        if generation == self.served().version {
+            return self.wait_for(token, timeout).await;
+        }
+        if token.is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::invalid(
+                "consistentWith",
+                "applies to the served generation only; another generation does not follow the log",
+            ));
+        }
+        self.other(generation)
+    }
+
+    /// Another generation, opened once and kept open.
+    fn other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
+        let mut others = match self.others.lock() {
+            Ok(others) => others,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(handle) = others.get(&generation) {
+            return Ok(handle.clone());
+        }
+        let dir = projections::generation::generation_dir(&self.data_dir, self.name, generation);
+        let marked = |marker| dir.join(marker).exists();
+        if !dir.exists() || marked(projections::generation::RETIRED) {
+            return Err(ApiError::not_found(format!(
+                "there is no generation v{generation} of {}",
+                self.name
+            )));
+        }
+        if marked(projections::generation::BUILDING) {
+            return Err(ApiError::unavailable(format!(
+                "generation v{generation} of {} is being built",
+                self.name
+            )));
+        }
+        let store = ProjectionStore::open(&dir).map_err(ApiError::internal)?;
+        let handle = Arc::new(ProjectionHandle {
+            name: self.name,
+            version: generation,
+            store,
+            progress: Arc::new(Progress::default()),
+        });
+        others.insert(generation, handle.clone());
+        Ok(handle)
     }
 
     /// The generation served now. A request keeps using the one it got,
@@ -171,14 +241,15 @@ pub struct ReadModels {
 
 impl ReadModels {
     pub fn new(
+        data_dir: &Path,
         history: ProjectionHandle,
         customer: ProjectionHandle,
         finance: ProjectionHandle,
     ) -> Self {
         Self {
-            history: Arc::new(ProjectionSlot::new(history)),
-            customer: Arc::new(ProjectionSlot::new(customer)),
-            finance: Arc::new(ProjectionSlot::new(finance)),
+            history: Arc::new(ProjectionSlot::new(history, data_dir)),
+            customer: Arc::new(ProjectionSlot::new(customer, data_dir)),
+            finance: Arc::new(ProjectionSlot::new(finance, data_dir)),
         }
     }
 

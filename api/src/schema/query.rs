@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Object, Result, ID};
+use async_graphql::{Context, Json, Object, Result, ID};
 use chrono::{DateTime, Utc};
 use domain::Currency;
 use projections::{customer, finance, history};
@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::schema::customer::Customer;
 use crate::schema::inputs;
 use crate::schema::types::*;
-use crate::schema::AppState;
+use crate::schema::{require_admin, AppState};
 use crate::status;
 
 /// Most items one page may ask for.
@@ -57,6 +57,10 @@ impl Query {
         id: ID,
         as_of: Option<DateTime<Utc>>,
         consistent_with: Option<String>,
+        #[graphql(
+            desc = "Read this generation of the read model instead of the served one (a frozen `--until` build or a kept previous one)."
+        )]
+        generation: Option<i32>,
     ) -> Result<Option<Order>> {
         let state = ctx.data::<Arc<AppState>>()?;
         let order_id =
@@ -64,7 +68,11 @@ impl Query {
         let history = state
             .read
             .history
-            .wait_for(consistent_with.as_deref(), state.consistency_timeout)
+            .read(
+                consistent_with.as_deref(),
+                generation,
+                state.consistency_timeout,
+            )
             .await?;
         let entries = history::events(&history.store, order_id.as_str(), at(as_of))
             .map_err(ApiError::internal)?;
@@ -86,6 +94,10 @@ impl Query {
         id: ID,
         #[graphql(default = 100)] first: Option<i32>,
         after: Option<String>,
+        #[graphql(
+            desc = "Read this generation of the history read model instead of the served one."
+        )]
+        generation: Option<i32>,
     ) -> Result<EventConnection> {
         let state = ctx.data::<Arc<AppState>>()?;
         let order_id =
@@ -97,12 +109,13 @@ impl Query {
                 .map_err(|_| ApiError::invalid("after", "not a cursor from this connection"))?,
             None => 0,
         };
-        let entries = history::events(
-            &state.read.history.served().store,
-            order_id.as_str(),
-            DateTime::<Utc>::MAX_UTC,
-        )
-        .map_err(ApiError::internal)?;
+        let history = state
+            .read
+            .history
+            .read(None, generation, state.consistency_timeout)
+            .await?;
+        let entries = history::events(&history.store, order_id.as_str(), DateTime::<Utc>::MAX_UTC)
+            .map_err(ApiError::internal)?;
         let folded = history::fold(&entries).map_err(ApiError::internal)?;
         let mut edges = Vec::new();
         let mut remaining = folded
@@ -132,6 +145,10 @@ impl Query {
         id: ID,
         as_of: Option<DateTime<Utc>>,
         consistent_with: Option<String>,
+        #[graphql(
+            desc = "Read this generation of the read model instead of the served one (a frozen `--until` build or a kept previous one)."
+        )]
+        generation: Option<i32>,
     ) -> Result<Option<Customer>> {
         let state = ctx.data::<Arc<AppState>>()?;
         let customer_id = domain::CustomerId::parse(id.as_str())
@@ -139,7 +156,11 @@ impl Query {
         let customer = state
             .read
             .customer
-            .wait_for(consistent_with.as_deref(), state.consistency_timeout)
+            .read(
+                consistent_with.as_deref(),
+                generation,
+                state.consistency_timeout,
+            )
             .await?;
         let view = customer::view(&customer.store, customer_id.as_str(), at(as_of))
             .map_err(ApiError::internal)?;
@@ -155,6 +176,10 @@ impl Query {
         currency: Option<String>,
         as_of: Option<DateTime<Utc>>,
         consistent_with: Option<String>,
+        #[graphql(
+            desc = "Read this generation of the read model instead of the served one (a frozen `--until` build or a kept previous one)."
+        )]
+        generation: Option<i32>,
     ) -> Result<FinanceReport> {
         let state = ctx.data::<Arc<AppState>>()?;
         if to.0 < from.0 {
@@ -173,7 +198,11 @@ impl Query {
         let finance = state
             .read
             .finance
-            .wait_for(consistent_with.as_deref(), state.consistency_timeout)
+            .read(
+                consistent_with.as_deref(),
+                generation,
+                state.consistency_timeout,
+            )
             .await?;
         let report = finance::report(&finance.store, from.0, to.0, currency.as_deref(), at(as_of))
             .map_err(ApiError::internal)?;
@@ -220,6 +249,75 @@ impl Query {
             });
         }
         Ok(out)
+    }
+
+    /// Admin: an order's state at `at` (default now) and the events that
+    /// made it, folded from the log itself (not from a read model).
+    async fn inspect_order(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Inspection> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let order_id =
+            inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
+        let at = at.unwrap_or_else(Utc::now);
+        let folded =
+            replay::log_fold::fold_order(state.log.as_ref(), &state.topics, order_id.as_str(), at)
+                .await
+                .map_err(ApiError::internal)?;
+        Ok(Inspection {
+            text: replay::inspect::order_text(order_id.as_str(), at, &folded),
+            json: Json(replay::inspect::order_json(order_id.as_str(), at, &folded)),
+        })
+    }
+
+    /// Admin: the fields of an order that changed between two times and the
+    /// events in between, folded from the log itself.
+    async fn inspect_diff(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Inspection> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let order_id =
+            inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
+        if to < from {
+            return Err(ApiError::invalid("to", "must not be before from").into());
+        }
+        let (log, topics) = (state.log.as_ref(), &state.topics);
+        let fold = |at| replay::log_fold::fold_order(log, topics, order_id.as_str(), at);
+        let before = fold(from).await.map_err(ApiError::internal)?;
+        let after = fold(to).await.map_err(ApiError::internal)?;
+        Ok(Inspection {
+            text: replay::inspect::diff_text(order_id.as_str(), &before, &after),
+            json: Json(replay::inspect::diff_json(
+                order_id.as_str(),
+                &before,
+                &after,
+            )),
+        })
+    }
+
+    /// Admin: folds the events topic and compares every order with its
+    /// latest snapshot in the snapshots topic.
+    async fn verify_snapshots(&self, ctx: &Context<'_>) -> Result<SnapshotVerification> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let report = replay::snapshots::verify(state.log.as_ref(), &state.topics)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(SnapshotVerification {
+            orders: i32::try_from(report.orders).unwrap_or(i32::MAX),
+            snapshots: i32::try_from(report.snapshots).unwrap_or(i32::MAX),
+            undecodable: report.undecodable.to_string(),
+            differences: report.differences,
+        })
     }
 
     async fn dead_letters(

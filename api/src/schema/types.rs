@@ -463,3 +463,23 @@ pub struct EntryDifference {
     /// Null: missing from the rebuild.
     pub rebuilt: Option<String>,
 }
+
+/// `inspectOrder` / `inspectDiff`: the log's own answer, as the `inspect`
+/// command prints it (a table for people, JSON for scripts).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Inspection {
+    pub text: String,
+    pub json: Json<serde_json::Value>,
+}
+
+/// `verifySnapshots`: every order folded from the events topic against its
+/// latest snapshot.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SnapshotVerification {
+    pub orders: i32,
+    pub snapshots: i32,
+    /// Records of the events topic that are not readable events.
+    pub undecodable: String,
+    /// One line per order whose snapshot and fold differ.
+    pub differences: Vec<String>,
+}

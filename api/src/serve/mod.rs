@@ -268,6 +268,7 @@ async fn assemble(
         }
     }
     let read = ReadModels::new(
+        dir,
         open_projection(dir, "history")?,
         open_projection(dir, "customer")?,
         open_projection(dir, "finance")?,
