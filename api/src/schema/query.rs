@@ -168,6 +168,8 @@ impl Query {
     }
 
     /// Rows per UTC day (of event time) x currency, inclusive range.
+    // The arguments are the GraphQL contract's.
+    #[allow(clippy::too_many_arguments)]
     async fn finance(
         &self,
         ctx: &Context<'_>,
