@@ -13,6 +13,11 @@ use eventlog::kafka::{KafkaConfig, KafkaLog};
 use eventlog::topics::Topics;
 use eventlog::EventLog;
 
+/// mimalloc: with glibc's allocator the projection workers' many small
+/// allocations queue on its arena lock (perf on `bench rebuild`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "orderstore",
