@@ -199,6 +199,20 @@ enum ReplayCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Serve another existing generation of a projection: a rollback to a
+    /// kept previous one (`rebuild --keep-previous`), or a frozen one. A
+    /// running server catches it up with the log first; otherwise the switch
+    /// takes effect when `serve` starts (and catches up then).
+    Switch {
+        /// history, customer or finance.
+        projection: String,
+        /// The generation to serve (its number, as in v<N>).
+        generation: u32,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Rebuild a projection (or all) into a scratch store up to the served
     /// generation's checkpoints and compare them entry by entry; exit code 1
     /// on any difference. A running server owning the data directory does it.
@@ -608,6 +622,31 @@ async fn verify_on_server(
     ))
 }
 
+/// Points `CURRENT` at an existing, complete generation (no server runs).
+fn switch_offline(data_dir: &std::path::Path, name: &str, generation: u32) -> anyhow::Result<()> {
+    use projections::generation::{
+        current_generation, generation_dir, switch_generation, BUILDING, RETIRED,
+    };
+    let served = current_generation(data_dir, name);
+    anyhow::ensure!(
+        generation != served,
+        "{name} v{generation} is already served"
+    );
+    let dir = generation_dir(data_dir, name, generation);
+    anyhow::ensure!(
+        dir.exists() && !dir.join(RETIRED).exists(),
+        "there is no generation v{generation} of {name} in {}",
+        data_dir.display()
+    );
+    anyhow::ensure!(
+        !dir.join(BUILDING).exists(),
+        "{name} v{generation} was never finished (a rebuild stopped half-way)"
+    );
+    switch_generation(data_dir, name, generation)?;
+    println!("{name}: now served: v{generation} (from the next start of serve, which catches it up with the log); v{served} is kept");
+    Ok(())
+}
+
 /// Asks a running server to rebuild, and follows its progress until every
 /// rebuild has switched (or failed).
 async fn rebuild_on_server(
@@ -615,9 +654,22 @@ async fn rebuild_on_server(
     names: &[&str],
     until: Option<chrono::DateTime<chrono::Utc>>,
     keep_previous: bool,
+    switch_to: Option<u32>,
 ) -> anyhow::Result<()> {
     use serde_json::json;
-    println!("asking the server at {} to rebuild", client.url());
+    let (verb, mutation, field) = match switch_to {
+        None => (
+            "rebuild",
+            "mutation($name: String!, $until: DateTime, $keep: Boolean) { rebuildProjection(name: $name, until: $until, keepPrevious: $keep) { targetVersion servedVersion } }",
+            "rebuildProjection",
+        ),
+        Some(_) => (
+            "switch",
+            "mutation($name: String!, $generation: Int!) { switchProjection(name: $name, generation: $generation) { targetVersion servedVersion } }",
+            "switchProjection",
+        ),
+    };
+    println!("asking the server at {} to {verb}", client.url());
     let bars = indicatif::MultiProgress::new();
     let style = indicatif::ProgressStyle::with_template(
         "{prefix} {bar:40} {pos}/{len} events {msg} ETA {eta}",
@@ -627,12 +679,12 @@ async fn rebuild_on_server(
     for name in names {
         let started = client
             .gql(
-                "mutation($name: String!, $until: DateTime, $keep: Boolean) { rebuildProjection(name: $name, until: $until, keepPrevious: $keep) { targetVersion servedVersion } }",
-                json!({ "name": name, "until": until, "keep": keep_previous }),
+                mutation,
+                json!({ "name": name, "until": until, "keep": keep_previous, "generation": switch_to }),
             )
             .await
-            .with_context(|| format!("the server refused to rebuild {name}"))?;
-        let target = started["rebuildProjection"]["targetVersion"]
+            .with_context(|| format!("the server refused to {verb} {name}"))?;
+        let target = started[field]["targetVersion"]
             .as_i64()
             .context("no targetVersion in the answer")?;
         let bar = bars.add(indicatif::ProgressBar::new(0));
@@ -686,7 +738,12 @@ async fn rebuild_on_server(
             match last["error"].as_str() {
                 Some(error) => {
                     failed += 1;
-                    bars.suspend(|| println!("{name}: rebuild into v{target} failed: {error}"));
+                    bars.suspend(|| println!("{name}: {verb} to v{target} failed: {error}"));
+                }
+                None if switch_to.is_some() => {
+                    bars.suspend(|| {
+                        println!("{name}: now served: v{target} (caught up with the log)")
+                    });
                 }
                 None => {
                     let events: f64 = last["events"]
@@ -713,7 +770,7 @@ async fn rebuild_on_server(
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} rebuild(s) failed");
+    anyhow::ensure!(failed == 0, "{failed} {verb}(es) failed");
     Ok(())
 }
 
@@ -994,7 +1051,7 @@ async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
         } => {
             let names = projection_names(&projection)?;
             if let Some(client) = server.client(&args.data_dir).await {
-                return rebuild_on_server(&client, &names, until, keep_previous).await;
+                return rebuild_on_server(&client, &names, until, keep_previous, None).await;
             }
             let (log, topics) = open_log(&args).await?;
             for name in names {
@@ -1008,6 +1065,19 @@ async fn replay_command(command: ReplayCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             }
+        }
+        ReplayCommand::Switch {
+            projection,
+            generation,
+            log: args,
+            server,
+        } => {
+            let name = projection_names(&projection)?;
+            anyhow::ensure!(name.len() == 1, "switch one projection at a time");
+            if let Some(client) = server.client(&args.data_dir).await {
+                return rebuild_on_server(&client, &name, None, false, Some(generation)).await;
+            }
+            switch_offline(&args.data_dir, name[0], generation)?;
         }
         ReplayCommand::Verify {
             projection,

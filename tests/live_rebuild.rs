@@ -339,3 +339,108 @@ async fn rebuild_requests_that_cannot_run_are_refused() {
     );
     s.stop().await;
 }
+
+on_both_backends!(a_kept_generation_can_be_switched_back_to);
+
+async fn customer_orders(s: &TestServer, generation: Option<u32>) -> Value {
+    let body = data(
+        s.gql(
+            "query($g: Int) { customer(id: \"rollo\", generation: $g) { orderCount } projections { name version } }",
+            json!({ "g": generation }),
+        )
+        .await,
+    );
+    json!({ "orders": body["customer"]["orderCount"], "served": body["projections"][1]["version"] })
+}
+
+async fn place_and_wait(s: &TestServer, id: &str) {
+    let placed = data(s.gql(PLACE, order_input(id, "rollo")).await);
+    let token = placed["placeOrder"]["consistencyToken"].as_str().unwrap();
+    data(
+        s.gql(
+            "query($t: String) { customer(id: \"rollo\", consistentWith: $t) { orderCount } }",
+            json!({ "t": token }),
+        )
+        .await,
+    );
+}
+
+async fn a_kept_generation_can_be_switched_back_to(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
+    for i in 0..3 {
+        place_and_wait(&s, &format!("r-{i}")).await;
+    }
+    let dir = s.dir.path().to_path_buf();
+    let run = |args: &'static [&'static str]| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || orderstore(args, &dir))
+    };
+    let output = run(&["replay", "rebuild", "customer", "--keep-previous"])
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        customer_orders(&s, None).await,
+        json!({ "orders": 3, "served": 2 })
+    );
+    place_and_wait(&s, "r-3").await;
+    place_and_wait(&s, "r-4").await;
+    // The kept generation stopped at the switch, and is readable as it was.
+    assert_eq!(
+        customer_orders(&s, Some(1)).await,
+        json!({ "orders": 3, "served": 2 })
+    );
+
+    let output = run(&["replay", "switch", "customer", "1"]).await.unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains("customer: now served: v1 (caught up with the log)"),
+        "{printed}"
+    );
+    assert_eq!(
+        customer_orders(&s, None).await,
+        json!({ "orders": 5, "served": 1 })
+    );
+    assert_eq!(
+        customer_orders(&s, Some(2)).await,
+        json!({ "orders": 5, "served": 1 })
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("projections/customer/CURRENT")).unwrap(),
+        "1"
+    );
+
+    let refused = run(&["replay", "switch", "customer", "7"]).await.unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("no generation v7 of customer"), "{stderr}");
+    let refused = run(&["replay", "switch", "customer", "1"]).await.unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already served"));
+
+    // Offline: the switch takes effect at the next start, which catches up.
+    place_and_wait(&s, "r-5").await;
+    let config = s.config.clone();
+    let dir = s.stop().await;
+    let output = orderstore(&["replay", "switch", "customer", "2"], dir.path());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let s = TestServer::start_in(dir, |c| *c = config).await;
+    place_and_wait(&s, "r-6").await;
+    assert_eq!(
+        customer_orders(&s, None).await,
+        json!({ "orders": 7, "served": 2 })
+    );
+    s.stop().await;
+}

@@ -10,10 +10,13 @@ use crate::support::*;
 
 const VIEWS: &str = "query($t: String) { order(id: \"rb-1\", consistentWith: $t) { status version history { type } } customer(id: \"rita\", consistentWith: $t) { orderCount openOrders lifetimeValue { amount currency } } projections { name version } }";
 
-fn rebuild(dir: &std::path::Path, extra: &[&str]) -> String {
+/// `orderstore replay rebuild all` on a stopped server's data directory
+/// (and, on Kafka, its cluster and topic prefix).
+fn rebuild(dir: &std::path::Path, log: &[String], extra: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_orderstore"))
         .args(["replay", "rebuild", "all", "--data-dir"])
         .arg(dir)
+        .args(log)
         .args(extra)
         .env_remove("ORDERSTORE_KAFKA")
         .output()
@@ -31,9 +34,15 @@ fn without_versions(mut views: Value) -> Value {
     views
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuilt_generation_serves_what_the_old_one_did() {
-    let s = TestServer::start().await;
+crate::on_both_backends!(a_rebuilt_generation_serves_what_the_old_one_did);
+
+async fn a_rebuilt_generation_serves_what_the_old_one_did(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
+    let config = s.config.clone();
+    let mut log = vec!["--topic-prefix".to_owned(), config.topic_prefix.clone()];
+    if backend == Backend::Kafka {
+        log.extend(["--kafka".to_owned(), kafka_bootstrap()]);
+    }
     data(s.gql(PLACE, order_input("rb-1", "rita")).await);
     data(s.gql(RESERVE, order_ref("rb-1")).await);
     let paid = data(
@@ -51,7 +60,7 @@ async fn a_rebuilt_generation_serves_what_the_old_one_did() {
     assert_eq!(before["projections"][0]["version"], 1);
     let dir = s.stop().await;
 
-    let printed = rebuild(dir.path(), &["--until", "2000-01-01T00:00:00Z"]);
+    let printed = rebuild(dir.path(), &log, &["--until", "2000-01-01T00:00:00Z"]);
     assert!(printed.contains("built from 0 events"), "{printed}");
     assert!(dir.path().join("projections/history/v2").exists());
     assert!(
@@ -59,7 +68,7 @@ async fn a_rebuilt_generation_serves_what_the_old_one_did() {
         "--until must not switch"
     );
 
-    let printed = rebuild(dir.path(), &[]);
+    let printed = rebuild(dir.path(), &log, &[]);
     assert!(
         printed.contains("history: generation v3 built from 3 events"),
         "{printed}"
@@ -73,14 +82,14 @@ async fn a_rebuilt_generation_serves_what_the_old_one_did() {
         "the frozen generation stays"
     );
 
-    let s = TestServer::start_in(dir, |_| {}).await;
+    let s = TestServer::start_in(dir, |c| *c = config.clone()).await;
     let after = data(s.gql(VIEWS, json!({ "t": token })).await);
     assert_eq!(without_versions(after.clone()), without_versions(before));
     for projection in after["projections"].as_array().unwrap() {
         assert_eq!(projection["version"], 3, "{projection}");
     }
     let dir = s.stop().await;
-    rebuild(dir.path(), &["--keep-previous"]);
+    rebuild(dir.path(), &log, &["--keep-previous"]);
     assert!(
         dir.path().join("projections/customer/v3").exists(),
         "--keep-previous keeps v3"

@@ -110,15 +110,39 @@ impl ProjectionSlot {
         self.other(generation)
     }
 
-    /// Another generation, opened once and kept open.
-    fn other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
-        let mut others = match self.others.lock() {
+    fn others(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<ProjectionHandle>>> {
+        match self.others.lock() {
             Ok(others) => others,
             Err(poisoned) => poisoned.into_inner(),
-        };
+        }
+    }
+
+    /// Another generation, opened once and kept open.
+    fn other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
+        let mut others = self.others();
         if let Some(handle) = others.get(&generation) {
             return Ok(handle.clone());
         }
+        let handle = self.open_other(generation)?;
+        others.insert(generation, handle.clone());
+        Ok(handle)
+    }
+
+    /// Another generation, to be served: taken out of the read-only ones.
+    pub(crate) fn take_other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
+        let mut others = self.others();
+        match others.remove(&generation) {
+            Some(handle) => Ok(handle),
+            None => self.open_other(generation),
+        }
+    }
+
+    /// A generation no longer served, kept readable.
+    pub(crate) fn keep_other(&self, handle: Arc<ProjectionHandle>) {
+        self.others().insert(handle.version, handle);
+    }
+
+    fn open_other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
         let dir = projections::generation::generation_dir(&self.data_dir, self.name, generation);
         let marked = |marker| dir.join(marker).exists();
         if !dir.exists() || marked(projections::generation::RETIRED) {
@@ -134,14 +158,12 @@ impl ProjectionSlot {
             )));
         }
         let store = ProjectionStore::open(&dir).map_err(ApiError::internal)?;
-        let handle = Arc::new(ProjectionHandle {
+        Ok(Arc::new(ProjectionHandle {
             name: self.name,
             version: generation,
             store,
             progress: Arc::new(Progress::default()),
-        });
-        others.insert(generation, handle.clone());
-        Ok(handle)
+        }))
     }
 
     /// The generation served now. A request keeps using the one it got,

@@ -156,6 +156,32 @@ impl Mutation {
         })
     }
 
+    /// Admin: serves another existing generation of a projection (a rollback
+    /// to a kept previous one, or a frozen one): its worker catches it up
+    /// with the log, then it is switched to like a rebuild. The generation
+    /// left is kept. Follow it with `projections { rebuilding lastRebuild }`.
+    async fn switch_projection(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        generation: i32,
+    ) -> Result<RebuildStarted> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let (slot, _) = projection_of(state, &name, "name")?;
+        let generation = u32::try_from(generation)
+            .ok()
+            .filter(|g| *g >= 1)
+            .ok_or_else(|| ApiError::invalid("generation", "must be 1 or more"))?;
+        let served_version = slot.served().version;
+        let target = state.rebuilder.switch_to(&name, generation).await?;
+        Ok(RebuildStarted {
+            name,
+            target_version: i32::try_from(target).unwrap_or(i32::MAX),
+            served_version: i32::try_from(served_version).unwrap_or(i32::MAX),
+        })
+    }
+
     /// Admin: rebuilds a projection into a scratch store up to the served
     /// generation's checkpoints and compares the two entry by entry. The
     /// projection's worker pauses for the last stretch and the comparison.

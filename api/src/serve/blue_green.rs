@@ -12,6 +12,8 @@
 //!    removed once no request reads it (kept with `keep_previous`).
 //!
 //! A rebuild `until` a time builds a frozen generation and switches nothing.
+//! A switch to an existing generation (a rollback to a kept previous one)
+//! skips step 1: its worker catches it up from its own checkpoints.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,9 +35,19 @@ use crate::read_models::{ProjectionHandle, ProjectionSlot, RebuildOutcome, Rebui
 /// A request to rebuild one projection.
 #[derive(Debug)]
 struct RebuildRequest {
-    until: Option<DateTime<Utc>>,
-    keep_previous: bool,
+    what: Wanted,
     answer: oneshot::Sender<Result<u32, String>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    /// Build the next generation (frozen at `until` when given).
+    Rebuild {
+        until: Option<DateTime<Utc>>,
+        keep_previous: bool,
+    },
+    /// Serve an existing generation (kept or frozen) after catching it up.
+    SwitchTo(u32),
 }
 
 /// Where rebuild requests go: one runner per projection.
@@ -52,17 +64,30 @@ impl Rebuilder {
         until: Option<DateTime<Utc>>,
         keep_previous: bool,
     ) -> Result<u32, ApiError> {
+        self.ask(
+            projection,
+            Wanted::Rebuild {
+                until,
+                keep_previous,
+            },
+        )
+        .await
+    }
+
+    /// Starts a switch of `projection` to an existing generation (a
+    /// rollback); the generation left is kept.
+    pub async fn switch_to(&self, projection: &str, generation: u32) -> Result<u32, ApiError> {
+        self.ask(projection, Wanted::SwitchTo(generation)).await
+    }
+
+    async fn ask(&self, projection: &str, what: Wanted) -> Result<u32, ApiError> {
         let (_, runner) = self
             .runners
             .iter()
             .find(|(name, _)| *name == projection)
             .ok_or_else(|| ApiError::invalid("name", "must be history, customer or finance"))?;
         let (answer, answered) = oneshot::channel();
-        let request = RebuildRequest {
-            until,
-            keep_previous,
-            answer,
-        };
+        let request = RebuildRequest { what, answer };
         let stopping = || ApiError::unavailable("the node is stopping");
         runner.send(request).await.map_err(|_| stopping())?;
         answered
@@ -184,7 +209,7 @@ impl Runner {
                             "{name} is already being rebuilt into v{}",
                             running.version
                         )),
-                        None => self.begin(request.until, request.keep_previous, &stopped).map(|started| {
+                        None => self.begin(request.what, &stopped).map(|started| {
                             let version = started.version;
                             build = Some(started);
                             version
@@ -200,11 +225,13 @@ impl Runner {
             }
         };
         if let Some(running) = build {
-            // The build sees the same stop signal; its half-built directory goes.
+            // The build sees the same stop signal; a half-built directory goes.
             if let Ok(Ok((Built::Live { worker, .. }, _))) = running.task.await {
                 let _ = worker.stop().await;
             }
-            remove_generation(&running.dir).await;
+            if running.dir.join(BUILDING).exists() {
+                remove_generation(&running.dir).await;
+            }
             self.slot.set_rebuilding(None);
         }
         match worker.stop().await {
@@ -213,31 +240,48 @@ impl Runner {
         }
     }
 
-    /// Reserves the next generation's directory and starts building it.
-    fn begin(
-        &self,
-        until: Option<DateTime<Utc>>,
-        keep_previous: bool,
-        stopped: &watch::Receiver<bool>,
-    ) -> Result<Build, String> {
+    /// Reserves the next generation's directory and starts building it, or
+    /// starts catching up an existing generation to switch to.
+    fn begin(&self, what: Wanted, stopped: &watch::Receiver<bool>) -> Result<Build, String> {
         let name = self.slot.name;
-        let version = generation::next_generation(&self.data_dir, name);
-        let dir = generation::generation_dir(&self.data_dir, name, version);
-        let prepare = || -> Result<ProjectionStore, String> {
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            generation::mark(&dir, BUILDING).map_err(|e| e.to_string())?;
-            ProjectionStore::open(&dir).map_err(|e| e.to_string())
+        let (version, until, keep_previous, store) = match what {
+            Wanted::Rebuild {
+                until,
+                keep_previous,
+            } => {
+                let version = generation::next_generation(&self.data_dir, name);
+                let dir = generation::generation_dir(&self.data_dir, name, version);
+                let prepare = || -> Result<ProjectionStore, String> {
+                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                    generation::mark(&dir, BUILDING).map_err(|e| e.to_string())?;
+                    ProjectionStore::open(&dir).map_err(|e| e.to_string())
+                };
+                let store =
+                    prepare().map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                (version, until, keep_previous, store)
+            }
+            Wanted::SwitchTo(version) => {
+                if version == self.slot.served().version {
+                    return Err(format!("{name} v{version} is already served"));
+                }
+                let handle = self.slot.take_other(version).map_err(|e| e.message)?;
+                (version, None, true, handle.store.clone())
+            }
         };
-        let store = prepare().map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let dir = generation::generation_dir(&self.data_dir, name, version);
+        let phase = match what {
+            Wanted::Rebuild { .. } => "building",
+            Wanted::SwitchTo(_) => "catching up",
+        };
         self.slot.set_rebuilding(Some(RebuildStatus {
             target_version: version,
             until,
-            phase: "building",
+            phase,
             applied: 0,
             total: 0,
             events_per_second: 0.0,
         }));
-        tracing::info!(projection = name, version, ?until, "rebuild started");
+        tracing::info!(projection = name, version, ?until, phase, "rebuild started");
         let task = tokio::spawn(build(
             self.slot.clone(),
             self.projection.clone(),
@@ -250,6 +294,7 @@ impl Runner {
                 progress: Arc::new(Progress::default()),
             },
             until,
+            matches!(what, Wanted::Rebuild { .. }),
             stopped.clone(),
         ));
         Ok(Build {
@@ -317,6 +362,7 @@ impl Runner {
                         generation::generation_dir(&self.data_dir, name, previous.version);
                     if keep_previous {
                         tracing::info!(projection = name, dir = %previous_dir.display(), "previous generation kept");
+                        self.slot.keep_other(previous);
                     } else {
                         tokio::spawn(retire(previous, previous_dir));
                     }
@@ -332,7 +378,9 @@ impl Runner {
             }
             Err(error) => {
                 tracing::error!(projection = name, version, error, "rebuild failed");
-                remove_generation(&dir).await;
+                if dir.join(BUILDING).exists() {
+                    remove_generation(&dir).await;
+                }
                 outcome.error = Some(error);
             }
         }
@@ -349,6 +397,7 @@ async fn build(
     topics: Topics,
     handle: ProjectionHandle,
     until: Option<DateTime<Utc>>,
+    from_the_start: bool,
     stopped: watch::Receiver<bool>,
 ) -> Result<(Built, u64), String> {
     let version = handle.version;
@@ -361,24 +410,31 @@ async fn build(
         events_per_second,
     };
     let target = until.map_or(Target::LogEnd, Target::Time);
-    let rebuilt = rebuild_into(
-        projection.as_ref(),
-        log.as_ref(),
-        &topics,
-        &handle.store,
-        target,
-        super::signal(&stopped),
-        |p| {
-            slot.set_rebuilding(Some(status(
-                "building",
-                p.applied,
-                p.total,
-                p.events_per_second,
-            )))
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let rebuilt = if from_the_start {
+        rebuild_into(
+            projection.as_ref(),
+            log.as_ref(),
+            &topics,
+            &handle.store,
+            target,
+            super::signal(&stopped),
+            |p| {
+                slot.set_rebuilding(Some(status(
+                    "building",
+                    p.applied,
+                    p.total,
+                    p.events_per_second,
+                )))
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?
+    } else {
+        replay::rebuild::Rebuilt {
+            events: 0,
+            elapsed: Duration::ZERO,
+        }
+    };
     handle.store.flush().await.map_err(|e| e.to_string())?;
     if until.is_some() {
         return Ok((Built::Frozen, rebuilt.events));
