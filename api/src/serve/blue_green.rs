@@ -25,7 +25,7 @@ use eventlog::EventLog;
 use projections::generation::{self, BUILDING, RETIRED};
 use projections::worker::{self, Progress, Projection};
 use projections::ProjectionStore;
-use replay::rebuild::{rebuild_into, Target};
+use replay::rebuild::rebuild_into;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -283,10 +283,12 @@ impl Runner {
         }));
         tracing::info!(projection = name, version, ?until, phase, "rebuild started");
         let task = tokio::spawn(build(
-            self.slot.clone(),
-            self.projection.clone(),
-            self.log.clone(),
-            self.topics.clone(),
+            Work {
+                slot: self.slot.clone(),
+                projection: self.projection.clone(),
+                log: self.log.clone(),
+                topics: self.topics.clone(),
+            },
             ProjectionHandle {
                 name,
                 version,
@@ -388,18 +390,29 @@ impl Runner {
     }
 }
 
-/// The build itself: the log into the new generation, then (unless frozen)
-/// a worker on it until it has caught up with the served generation.
-async fn build(
+/// What a build works on: the projection's slot and code, and the log.
+struct Work {
     slot: Arc<ProjectionSlot>,
     projection: Arc<dyn Projection>,
     log: Arc<dyn EventLog>,
     topics: Topics,
+}
+
+/// The build itself: the log into the new generation, then (unless frozen)
+/// a worker on it until it has caught up with the served generation.
+async fn build(
+    work: Work,
     handle: ProjectionHandle,
     until: Option<DateTime<Utc>>,
     from_the_start: bool,
     stopped: watch::Receiver<bool>,
 ) -> Result<(Built, u64), String> {
+    let Work {
+        slot,
+        projection,
+        log,
+        topics,
+    } = work;
     let version = handle.version;
     let status = |phase, applied, total, events_per_second| RebuildStatus {
         target_version: version,
@@ -409,14 +422,17 @@ async fn build(
         total,
         events_per_second,
     };
-    let target = until.map_or(Target::LogEnd, Target::Time);
+    let read_to = until.map_or(
+        replay::rebuild::Target::LogEnd,
+        replay::rebuild::Target::Time,
+    );
     let rebuilt = if from_the_start {
         rebuild_into(
             projection.as_ref(),
             log.as_ref(),
             &topics,
             &handle.store,
-            target,
+            read_to,
             super::signal(&stopped),
             |p| {
                 slot.set_rebuilding(Some(status(
