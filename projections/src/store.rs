@@ -366,7 +366,14 @@ fn show_value(key: &EntryKey, value: &[u8]) -> String {
             .map(|n| n.to_string())
             .unwrap_or_else(|_| format!("{value:02x?}")),
         EntryKey::Parked(_) => "parked".into(),
-        _ => String::from_utf8_lossy(value).into_owned(),
+        _ => match std::str::from_utf8(value) {
+            Ok(text) => text.to_owned(),
+            Err(_) => value
+                .iter()
+                .take(256)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        },
     }
 }
 
