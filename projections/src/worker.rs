@@ -289,6 +289,8 @@ pub(crate) struct Pending<'a> {
     overlay: HashMap<RowKey, Vec<u8>>,
     sequences: HashMap<String, u64>,
     pub(crate) parked: HashSet<String>,
+    /// Orders already found not parked in the store during this batch.
+    not_parked: HashSet<String>,
     checkpoints: BTreeMap<u32, u64>,
 }
 
@@ -302,6 +304,7 @@ impl<'a> Pending<'a> {
             overlay: HashMap::new(),
             sequences: HashMap::new(),
             parked: HashSet::new(),
+            not_parked: HashSet::new(),
             checkpoints: BTreeMap::new(),
         }
     }
@@ -329,7 +332,7 @@ impl<'a> Pending<'a> {
         };
         let order_id = event.envelope.subject.clone();
         let retrying = self.retrying.as_deref() == Some(order_id.as_str());
-        if self.parked.contains(&order_id) || (!retrying && self.store.is_parked(&order_id)?) {
+        if self.parked.contains(&order_id) || (!retrying && self.parked_in_store(&order_id)?) {
             let error = "parked behind an earlier dead letter of this order".to_owned();
             return self.dead_letter(stored, Some(order_id), error);
         }
@@ -363,6 +366,18 @@ impl<'a> Pending<'a> {
                 self.dead_letter(stored, Some(order_id), error)
             }
         }
+    }
+
+    /// Whether the store has the order parked (looked up once per batch).
+    fn parked_in_store(&mut self, order_id: &str) -> Result<bool, StoreError> {
+        if self.not_parked.contains(order_id) {
+            return Ok(false);
+        }
+        let parked = self.store.is_parked(order_id)?;
+        if !parked {
+            self.not_parked.insert(order_id.to_owned());
+        }
+        Ok(parked)
     }
 
     /// Parks the record (and its order, when known) with its error.
