@@ -459,11 +459,8 @@ async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
 }
 
 fn projection_named(name: &str) -> anyhow::Result<Arc<dyn projections::worker::Projection>> {
-    Ok(match name {
-        "history" => Arc::new(projections::history::History),
-        "customer" => Arc::new(projections::customer::Customer),
-        "finance" => Arc::new(projections::finance::Finance),
-        other => anyhow::bail!("unknown projection {other:?} (history, customer, finance or all)"),
+    projections::named(name).ok_or_else(|| {
+        anyhow::anyhow!("unknown projection {name:?} (history, customer, finance or all)")
     })
 }
 
@@ -957,7 +954,7 @@ fn dlq_offline(command: DlqCommand) -> anyhow::Result<()> {
         } => {
             let names = match &projection {
                 Some(name) => vec![name.as_str()],
-                None => vec!["history", "customer", "finance"],
+                None => projections::NAMES.to_vec(),
             };
             for name in names {
                 let store = open_projection_store(&data_dir, name)?;

@@ -188,6 +188,24 @@ async fn a_rebuild_in_a_running_server_never_interrupts_reads(backend: Backend) 
         assert_eq!(p["lastRebuild"]["targetVersion"], 2, "{p}");
         assert!(p["lastRebuild"]["error"].is_null(), "{p}");
     }
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["history", "customer", "finance"] {
+        for line in [
+            format!("orderstore_projection_generation{{projection=\"{name}\"}} 2"),
+            format!("orderstore_projection_rebuild_total_events{{projection=\"{name}\"}} 0"),
+        ] {
+            assert!(metrics.contains(&line), "{line} not in {metrics}");
+        }
+    }
+
     // The old generations go once no request reads them.
     for _ in 0..100 {
         if ["history", "customer", "finance"]

@@ -207,7 +207,13 @@ async fn ready(State(http): State<Http>) -> Response {
 
 async fn metrics(State(http): State<Http>) -> Response {
     let state = &http.state;
-    for handle in state.read.all() {
+    for slot in state.read.slots() {
+        let handle = slot.served();
+        state.metrics.set_generation(
+            handle.name,
+            handle.version,
+            slot.rebuilding().map(|r| (r.applied, r.total)),
+        );
         if let Ok(lag) = status::lag(state.log.as_ref(), &state.topics, &handle).await {
             state
                 .metrics

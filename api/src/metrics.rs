@@ -38,6 +38,9 @@ pub struct Metrics {
     pub applied: Family<ProjectionLabel, Counter>,
     pub dead_letters: Family<ProjectionLabel, Gauge>,
     pub oldest_dead_letter_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
+    pub generation: Family<ProjectionLabel, Gauge>,
+    pub rebuild_applied: Family<ProjectionLabel, Gauge>,
+    pub rebuild_total: Family<ProjectionLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -92,6 +95,24 @@ impl Default for Metrics {
             "Age of the oldest dead letter",
             oldest_dead_letter_seconds.clone(),
         );
+        let generation = Family::<ProjectionLabel, Gauge>::default();
+        let rebuild_applied = Family::<ProjectionLabel, Gauge>::default();
+        let rebuild_total = Family::<ProjectionLabel, Gauge>::default();
+        registry.register(
+            "projection_generation",
+            "The blue/green generation served",
+            generation.clone(),
+        );
+        registry.register(
+            "projection_rebuild_applied_events",
+            "Events applied by the running rebuild (0 when none runs)",
+            rebuild_applied.clone(),
+        );
+        registry.register(
+            "projection_rebuild_total_events",
+            "Events the running rebuild has to apply (0 when none runs)",
+            rebuild_total.clone(),
+        );
         Self {
             registry,
             command_latency,
@@ -102,6 +123,9 @@ impl Default for Metrics {
             applied,
             dead_letters,
             oldest_dead_letter_seconds,
+            generation,
+            rebuild_applied,
+            rebuild_total,
         }
     }
 }
@@ -131,6 +155,20 @@ impl Metrics {
         // The worker's count is the truth; the counter catches up to it.
         let counter = self.applied.get_or_create(&label);
         counter.inc_by(applied.saturating_sub(counter.get()));
+    }
+
+    /// The served generation and the running rebuild's progress (applied, total).
+    pub fn set_generation(&self, name: &str, generation: u32, rebuild: Option<(u64, u64)>) {
+        let label = Self::label(name);
+        self.generation
+            .get_or_create(&label)
+            .set(i64::from(generation));
+        let (applied, total) = rebuild.unwrap_or((0, 0));
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.rebuild_applied
+            .get_or_create(&label)
+            .set(gauge(applied));
+        self.rebuild_total.get_or_create(&label).set(gauge(total));
     }
 
     pub fn set_partition_lag(&self, name: &str, partition: u32, lag: u64) {

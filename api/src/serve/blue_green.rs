@@ -344,6 +344,15 @@ impl Runner {
                     worker: next,
                 } = built
                 {
+                    // The applied count goes on from the generation left, never back.
+                    handle.progress.applied.fetch_max(
+                        self.slot
+                            .served()
+                            .progress
+                            .applied
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     let previous = self.slot.switch_to(handle);
                     let old_worker = std::mem::replace(worker, next);
                     if let Err(error) = old_worker.stop().await {

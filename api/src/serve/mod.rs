@@ -261,7 +261,7 @@ async fn assemble(
         dir: state_dir,
         source: Box::new(e),
     })?;
-    for name in ["history", "customer", "finance"] {
+    for name in projections::NAMES {
         let removed = projections::generation::clean_up(dir, name)?;
         if !removed.is_empty() {
             tracing::info!(projection = name, generations = ?removed, "removed half-built and retired generations");
