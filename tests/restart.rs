@@ -101,6 +101,20 @@ async fn a_killed_server_keeps_every_acknowledged_command(backend: Backend) {
     for task in in_flight {
         let _ = task.await;
     }
+    // The killed node's server.json stays behind; tools see it is stale and
+    // open the files themselves instead of asking a dead server.
+    assert!(dir.path().join("server.json").exists());
+    let listed = Command::new(env!("CARGO_BIN_EXE_orderstore"))
+        .args(["dlq", "list", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ORDERSTORE_KAFKA")
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
 
     let mut node = spawn(dir.path(), &args);
     for (order, version, token) in &acknowledged {

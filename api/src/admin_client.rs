@@ -43,9 +43,15 @@ pub fn remove_server_file(data_dir: &Path) {
 /// The URL of the live server owning `data_dir`, if one answers.
 pub async fn running_server(data_dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(server_file(data_dir)).ok()?;
-    let url = serde_json::from_str::<Value>(&text).ok()?["url"]
-        .as_str()?
-        .to_owned();
+    let recorded = serde_json::from_str::<Value>(&text).ok()?;
+    let url = recorded["url"].as_str()?.to_owned();
+    // A file left by a killed server: its process is gone (where we can tell).
+    if let Some(pid) = recorded["pid"].as_u64() {
+        let proc = Path::new("/proc");
+        if proc.join("self").exists() && !proc.join(pid.to_string()).exists() {
+            return None;
+        }
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()

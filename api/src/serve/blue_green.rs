@@ -6,7 +6,8 @@
 //! 1. building: the events topic from the start into `v<N+1>` (marked
 //!    `BUILDING`), with the same batch code as the worker;
 //! 2. catching up: a worker on the new generation follows the live log
-//!    until it has applied at least what the served generation has;
+//!    until it has applied at least what the served generation has (for
+//!    the last stretch the served worker is held still, so this ends);
 //! 3. switch: the slot serves the new generation (one pointer swap), the
 //!    old worker stops, `CURRENT` is rewritten, and the old generation is
 //!    removed once no request reads it (kept with `keep_previous`).
@@ -139,6 +140,9 @@ enum Built {
     Live {
         handle: ProjectionHandle,
         worker: WorkerTask,
+        /// The served generation's write lock, held since the last stretch
+        /// of catching up, so that its worker stands still until the switch.
+        hold: Option<tokio::sync::OwnedMutexGuard<()>>,
     },
     /// Frozen at a time; nothing runs on it.
     Frozen,
@@ -342,6 +346,7 @@ impl Runner {
                 if let Built::Live {
                     handle,
                     worker: next,
+                    hold,
                 } = built
                 {
                     // The applied count goes on from the generation left, never back.
@@ -354,6 +359,8 @@ impl Runner {
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     let previous = self.slot.switch_to(handle);
+                    // Let the old worker go (it may be waiting for the lock to see its stop).
+                    drop(hold);
                     let old_worker = std::mem::replace(worker, next);
                     if let Err(error) = old_worker.stop().await {
                         tracing::warn!(
@@ -466,18 +473,28 @@ async fn build(
     }
     let worker = WorkerTask::start(&projection, &log, &topics, &handle);
     let started = Instant::now();
+    let mut hold = None;
     loop {
-        let served = slot.served().progress.positions();
+        let served_handle = slot.served();
+        let served = served_handle.progress.positions();
         let ours = handle.progress.positions();
         let caught_up = !ours.is_empty()
             && served
                 .iter()
                 .all(|(partition, next)| ours.get(partition).is_some_and(|o| o >= next));
         if caught_up {
-            return Ok((Built::Live { handle, worker }, rebuilt.events));
+            return Ok((
+                Built::Live {
+                    handle,
+                    worker,
+                    hold,
+                },
+                rebuilt.events,
+            ));
         }
         let stopping = *stopped.borrow();
         if stopping || worker.task.is_finished() {
+            drop(hold);
             let stopped_worker = worker.stop().await;
             return Err(match stopped_worker {
                 Err(error) => format!("the new generation's worker failed: {error}"),
@@ -501,9 +518,19 @@ async fn build(
                     .as_secs_f64()
                     .max(1e-9),
         )));
+        if hold.is_none() && behind <= CLOSE_ENOUGH && !ours.is_empty() {
+            // The last stretch: the served worker waits (reads go on), so
+            // catching up ends even under a write rate the new one only matches.
+            hold = Some(served_handle.store.lock_writes().await);
+            continue;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// How far behind the served generation (events, all partitions) the new one
+/// may be when the served worker is held still for the last stretch.
+const CLOSE_ENOUGH: u64 = worker::BATCH as u64;
 
 /// Removes a replaced generation once no request reads it any more (at most
 /// a minute later). Marked first, so a stop in between leaves it to the
