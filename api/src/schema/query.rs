@@ -226,6 +226,10 @@ impl Query {
         let state = ctx.data::<Arc<AppState>>()?;
         let mut out = Vec::new();
         for slot in state.read.slots() {
+            // Rebuild state first: a switch happens before its outcome is
+            // recorded, so a finished rebuild is never shown beside the old version.
+            let rebuilding = slot.rebuilding().as_ref().map(RebuildProgress::from);
+            let last_rebuild = slot.last_rebuild().as_ref().map(RebuildOutcome::from);
             let handle = slot.served();
             let lag = status::lag(state.log.as_ref(), &state.topics, &handle)
                 .await
@@ -236,8 +240,8 @@ impl Query {
                 lag: lag.events.to_string(),
                 lag_seconds: Some(lag.seconds),
                 events_applied: lag.applied.to_string(),
-                rebuilding: slot.rebuilding().as_ref().map(RebuildProgress::from),
-                last_rebuild: slot.last_rebuild().as_ref().map(RebuildOutcome::from),
+                rebuilding,
+                last_rebuild,
                 partitions: lag
                     .partitions
                     .iter()
