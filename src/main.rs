@@ -100,13 +100,17 @@ enum DlqCommand {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Rebuild all three projections from N generated events on the embedded
-    /// log, against a raw consumer and raw sled ingest of the same size.
+    /// log (or Kafka), against a raw consumer and raw sled ingest of the same size.
     Rebuild {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
         /// Scratch directory (default: a temporary one, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Run on this Kafka cluster instead (fresh `bench-<id>.*` topics,
+        /// left behind; the raw consumer is a plain rdkafka consumer).
+        #[arg(long)]
+        kafka: Option<String>,
     },
 }
 
@@ -1187,10 +1191,18 @@ async fn main() -> anyhow::Result<()> {
         Commands::Inspect(command) => inspect(command).await,
         Commands::Replay(command) => replay_command(command).await,
         Commands::Dlq(command) => dlq(command).await,
-        Commands::Bench(BenchCommand::Rebuild { events, dir }) => {
+        Commands::Bench(BenchCommand::Rebuild { events, dir, kafka }) => {
             let scratch = tempfile::tempdir()?;
             let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
-            let report = replay::bench::rebuild_benchmark(&dir, events).await?;
+            let report = match kafka {
+                None => replay::bench::rebuild_benchmark(&dir, events).await?,
+                Some(servers) => {
+                    let log = Arc::new(KafkaLog::connect(KafkaConfig::new(&servers)).await?);
+                    let topics = Topics::new(&format!("bench-{}", std::process::id()));
+                    println!("on Kafka at {servers}, topics {}.*", topics.prefix);
+                    replay::bench::rebuild_benchmark_on(log, &topics, &dir, events).await?
+                }
+            };
             println!("events:                {}", report.events);
             println!(
                 "raw consumer:          {:>10.0} events/s",

@@ -96,3 +96,33 @@ async fn a_rebuilt_generation_serves_what_the_old_one_did(backend: Backend) {
     );
     assert!(dir.path().join("projections/customer/v4").exists());
 }
+
+/// `bench rebuild --kafka`: the same benchmark on the real broker rebuilds
+/// real read models (numbers are for the command; no timing is asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebuild_benchmark_runs_on_kafka() {
+    let log = std::sync::Arc::new(
+        eventlog::kafka::KafkaLog::connect(eventlog::kafka::KafkaConfig::new(&kafka_bootstrap()))
+            .await
+            .expect("Kafka tests need scripts/test or scripts/kafka/kafka start"),
+    );
+    let topics =
+        eventlog::topics::Topics::new(&format!("bench-test-{}", uuid::Uuid::new_v4().simple()));
+    let dir = tempfile::tempdir().unwrap();
+    let report = replay::bench::rebuild_benchmark_on(log, &topics, dir.path(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(report.events, 1000);
+    assert!(report.raw_consumer_events_per_second > 0.0 && report.rebuild_events_per_second > 0.0);
+    let store =
+        projections::ProjectionStore::open(&dir.path().join("projections/customer")).unwrap();
+    let view = projections::customer::view(
+        &store,
+        "customer-7",
+        chrono::DateTime::<chrono::Utc>::MAX_UTC,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(view.orders.len(), 1);
+    assert_eq!(view.orders[0].status, domain::OrderStatus::Delivered);
+}

@@ -210,11 +210,23 @@ fn raw_sled(dir: &Path, events: u64) -> Result<Duration, RebuildError> {
     Ok(started.elapsed())
 }
 
-/// Runs the whole benchmark in `dir` (which it fills).
+/// Runs the whole benchmark in `dir` (which it fills) on the embedded log.
 pub async fn rebuild_benchmark(dir: &Path, events: u64) -> Result<BenchReport, RebuildError> {
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.join("log"))?);
+    rebuild_benchmark_on(log, &Topics::default(), dir, events).await
+}
+
+/// Runs the whole benchmark on `log` (fresh topics under `topics`; on
+/// Kafka the raw consumer is a plain rdkafka consumer of the same topic),
+/// with the read models in `dir`.
+pub async fn rebuild_benchmark_on(
+    log: Arc<dyn EventLog>,
+    topics: &Topics,
+    dir: &Path,
+    events: u64,
+) -> Result<BenchReport, RebuildError> {
     let events = (events / 5).max(1) * 5;
-    let topics = Topics::default();
-    let log = Arc::new(EmbeddedLog::open(&dir.join("log"))?);
+    let topics = topics.clone();
     generate(log.as_ref(), &topics, events).await?;
 
     let (read, consumer_time) = raw_consumer(log.as_ref(), &topics).await?;
