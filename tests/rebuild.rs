@@ -102,7 +102,7 @@ async fn a_rebuilt_generation_serves_what_the_old_one_did(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rebuild_benchmark_runs_on_kafka() {
     let log = std::sync::Arc::new(
-        eventlog::kafka::KafkaLog::connect(eventlog::kafka::KafkaConfig::new(&kafka_bootstrap()))
+        eventlog::kafka::KafkaLog::connect(eventlog::kafka::KafkaConfig::new(kafka_bootstrap()))
             .await
             .expect("Kafka tests need scripts/test or scripts/kafka/kafka start"),
     );
