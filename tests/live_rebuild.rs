@@ -412,6 +412,20 @@ async fn a_kept_generation_can_be_switched_back_to(backend: Backend) {
         customer_orders(&s, Some(1)).await,
         json!({ "orders": 3, "served": 2 })
     );
+    let listed = data(
+        s.gql("{ projections { name generations } }", json!({}))
+            .await,
+    );
+    assert_eq!(
+        listed["projections"][1]["generations"],
+        json!([1, 2]),
+        "{listed}"
+    );
+    assert_eq!(
+        listed["projections"][0]["generations"],
+        json!([1]),
+        "{listed}"
+    );
 
     let output = run(&["replay", "switch", "customer", "1"]).await.unwrap();
     let printed = String::from_utf8_lossy(&output.stdout);

@@ -110,6 +110,11 @@ impl ProjectionSlot {
         self.other(generation)
     }
 
+    /// The generations on disk that queries and switches may name.
+    pub fn generations(&self) -> Vec<u32> {
+        projections::generation::complete_generations(&self.data_dir, self.name)
+    }
+
     fn others(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<ProjectionHandle>>> {
         match self.others.lock() {
             Ok(others) => others,

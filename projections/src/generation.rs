@@ -127,3 +127,19 @@ pub fn clean_up(data_dir: &Path, projection: &str) -> std::io::Result<Vec<u32>> 
     removed.sort_unstable();
     Ok(removed)
 }
+
+/// The generations on disk that can be read or switched to (complete: not
+/// being built, not retired), in order.
+pub fn complete_generations(data_dir: &Path, projection: &str) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(data_dir.join("projections").join(projection))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| !e.path().join(BUILDING).exists() && !e.path().join(RETIRED).exists())
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
+}

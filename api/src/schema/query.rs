@@ -242,6 +242,11 @@ impl Query {
                 events_applied: lag.applied.to_string(),
                 rebuilding,
                 last_rebuild,
+                generations: slot
+                    .generations()
+                    .into_iter()
+                    .map(|g| i32::try_from(g).unwrap_or(i32::MAX))
+                    .collect(),
                 partitions: lag
                     .partitions
                     .iter()

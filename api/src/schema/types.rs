@@ -352,6 +352,9 @@ pub struct ProjectionStatus {
     pub rebuilding: Option<RebuildProgress>,
     /// The last rebuild on this node since it started.
     pub last_rebuild: Option<RebuildOutcome>,
+    /// Every complete generation on disk (the served one, kept and frozen
+    /// ones): what `generation:` arguments and `switchProjection` may name.
+    pub generations: Vec<i32>,
     /// Lag per partition of the events topic.
     pub partitions: Vec<PartitionLag>,
 }
