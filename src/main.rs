@@ -38,7 +38,7 @@ enum Commands {
     /// Look at orders as the log has them, at any time.
     #[command(subcommand)]
     Inspect(InspectCommand),
-    /// Replay the log: rebuild projections, verify snapshots.
+    /// Replay the log: rebuild, switch and verify projections; verify snapshots.
     #[command(subcommand)]
     Replay(ReplayCommand),
     /// Benchmarks, reported against raw peers measured in the same run.
@@ -114,8 +114,8 @@ enum BenchCommand {
     },
 }
 
-/// Which log a tool reads: the embedded one in --data-dir (the server must
-/// not be running on it), or a Kafka cluster.
+/// Which log a tool reads when no server owns --data-dir: the embedded one
+/// in --data-dir, or a Kafka cluster.
 #[derive(Debug, clap::Args)]
 struct LogArgs {
     #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
