@@ -476,3 +476,43 @@ async fn a_kept_generation_can_be_switched_back_to(backend: Backend) {
     );
     s.stop().await;
 }
+
+/// What a crash in the middle of a rebuild, a retirement or a verification
+/// leaves behind is removed at the next start; the served generation and
+/// kept ones are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_removes_what_an_interrupted_rebuild_left() {
+    let s = TestServer::start().await;
+    place_and_wait(&s, "left-1").await;
+    let config = s.config.clone();
+    let dir = s.stop().await;
+    let generations = dir.path().join("projections/customer");
+    for (name, marker) in [
+        ("v2", Some("BUILDING")),
+        ("v3", Some("RETIRED")),
+        ("v4", None),
+    ] {
+        std::fs::create_dir_all(generations.join(name)).unwrap();
+        if let Some(marker) = marker {
+            std::fs::write(generations.join(name).join(marker), b"").unwrap();
+        }
+    }
+    std::fs::create_dir_all(generations.join("verify-1-2")).unwrap();
+
+    let s = TestServer::start_in(dir, |c| *c = config).await;
+    let mut left: Vec<String> = std::fs::read_dir(&generations)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["v1", "v4"],
+        "half-built, retired and scratch stores go; kept ones stay"
+    );
+    assert_eq!(
+        customer_orders(&s, None).await,
+        json!({ "orders": 1, "served": 1 })
+    );
+    s.stop().await;
+}
