@@ -570,3 +570,61 @@ crate::on_both_backends!(
     the_subscription_streams_events_of_one_order,
     the_subscription_streams_a_customers_events_over_websocket,
 );
+
+/// Lag in events and seconds, per projection and partition, while one
+/// projection is held still (its store's write lock), and back to 0 after.
+async fn a_held_projection_shows_its_lag_and_catches_up(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
+    let topics = eventlog::topics::Topics::new(&s.config.topic_prefix);
+    let held = s.server().read.customer.served().store.lock_writes().await;
+    // One generated order: five events from 2026-01-01, in one partition.
+    replay::bench::generate(s.server().log.as_ref(), &topics, 5)
+        .await
+        .unwrap();
+    const STATUS: &str = "{ projections { name lag lagSeconds partitions { lag } } }";
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = data(s.gql(STATUS, json!({})).await);
+        if status["projections"][0]["lag"] == "0" && status["projections"][2]["lag"] == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let customer = &status["projections"][1];
+    assert_eq!(customer["name"], "customer");
+    assert_eq!(customer["lag"], "5", "{status}");
+    let lagging: Vec<&Value> = customer["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["lag"] != "0")
+        .collect();
+    assert_eq!(lagging.len(), 1, "{status}");
+    assert_eq!(lagging[0]["lag"], "5");
+    // The oldest unapplied event is from 2026-01-01: months old.
+    assert!(
+        customer["lagSeconds"].as_f64().unwrap() > 3600.0,
+        "{status}"
+    );
+    let ready = s
+        .http
+        .get(format!("{}/ready", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    drop(held);
+    for _ in 0..100 {
+        status = data(s.gql(STATUS, json!({})).await);
+        if status["projections"][1]["lag"] == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["projections"][1]["lag"], "0", "{status}");
+    assert_eq!(status["projections"][1]["lagSeconds"], 0.0, "{status}");
+    s.stop().await;
+}
+
+crate::on_both_backends!(a_held_projection_shows_its_lag_and_catches_up);

@@ -181,7 +181,14 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
 async fn ready(State(http): State<Http>) -> Response {
     let mut behind = serde_json::Map::new();
     for handle in http.state.read.all() {
-        match status::lag(http.state.log.as_ref(), &http.state.topics, &handle).await {
+        match status::lag(
+            http.state.log.as_ref(),
+            &http.state.topics,
+            &handle,
+            &http.state.lag_probes,
+        )
+        .await
+        {
             Ok(lag) if lag.events == 0 => {}
             Ok(lag) => {
                 behind.insert(handle.name.to_owned(), lag.events.into());
@@ -214,7 +221,14 @@ async fn metrics(State(http): State<Http>) -> Response {
             handle.version,
             slot.rebuilding().map(|r| (r.applied, r.total)),
         );
-        if let Ok(lag) = status::lag(state.log.as_ref(), &state.topics, &handle).await {
+        if let Ok(lag) = status::lag(
+            state.log.as_ref(),
+            &state.topics,
+            &handle,
+            &state.lag_probes,
+        )
+        .await
+        {
             state
                 .metrics
                 .set_projection(handle.name, lag.events, lag.seconds, lag.applied);

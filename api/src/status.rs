@@ -1,12 +1,13 @@
 //! How far each projection is behind the log: the numbers behind the
 //! `projections` query, `/metrics` and `/ready`.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
 use eventlog::topics::Topics;
-use eventlog::{EventLog, LogError, TopicPartition};
+use eventlog::{EventLog, LogConsumer, LogError, TopicPartition};
 
 use crate::read_models::ProjectionHandle;
 
@@ -32,42 +33,84 @@ pub struct PartitionLag {
     pub lag: u64,
 }
 
+/// One reusable consumer per projection that peeks at the first record past
+/// each lagging position (for the lag in seconds), created on first need:
+/// a scrape opens no consumer once they exist.
+#[derive(Default)]
+pub struct LagProbes {
+    consumers: tokio::sync::Mutex<HashMap<&'static str, Box<dyn LogConsumer>>>,
+}
+
+impl std::fmt::Debug for LagProbes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagProbes").finish_non_exhaustive()
+    }
+}
+
+/// How long a scrape waits for the records past lagging positions.
+const PEEK: Duration = Duration::from_millis(300);
+
 pub async fn lag(
     log: &dyn EventLog,
     topics: &Topics,
     projection: &ProjectionHandle,
+    probes: &LagProbes,
 ) -> Result<Lag, LogError> {
     let positions = projection.progress.positions();
-    let mut events = 0;
-    let mut oldest_ms: Option<i64> = None;
     let mut partitions = Vec::new();
     for partition in 0..log.partition_count(&topics.events).await? {
         let tp = TopicPartition::new(&topics.events, partition);
         let (low, high) = log.watermarks(&tp).await?;
         let position = positions.get(&partition).copied().unwrap_or(low).max(low);
-        let mut lag = PartitionLag {
+        partitions.push(PartitionLag {
             partition,
             position,
             end: high,
             lag: 0,
-        };
-        if position >= high {
-            partitions.push(lag);
-            continue;
-        }
-        // Past the position there may be only Kafka transaction markers,
-        // which no consumer ever sees: count lag only when a record is there.
-        let mut consumer = log.consumer().await?;
-        consumer.assign(vec![(tp, position)]).await?;
-        if let Some(first) = consumer.poll(1, Duration::from_millis(200)).await?.first() {
-            lag.lag = high - position;
-            events += lag.lag;
-            let ts = first.record.timestamp_ms;
-            oldest_ms = Some(oldest_ms.map_or(ts, |o: i64| o.min(ts)));
-        }
-        partitions.push(lag);
+        });
     }
-    let seconds = oldest_ms.map_or(0.0, |ms| {
+    // Past a position there may be only Kafka transaction markers, which no
+    // consumer ever sees: a partition lags only when a record is there.
+    let mut unseen: Vec<&PartitionLag> = partitions.iter().filter(|p| p.position < p.end).collect();
+    let mut first_seen: HashMap<u32, i64> = HashMap::new();
+    if !unseen.is_empty() {
+        let mut consumers = probes.consumers.lock().await;
+        let consumer = match consumers.entry(projection.name) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(log.consumer().await?),
+        };
+        let deadline = tokio::time::Instant::now() + PEEK;
+        while !unseen.is_empty() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // Only the partitions not seen yet, from their positions again, so
+            // one busy partition cannot hide the others.
+            consumer
+                .assign(
+                    unseen
+                        .iter()
+                        .map(|p| (TopicPartition::new(&topics.events, p.partition), p.position))
+                        .collect(),
+                )
+                .await?;
+            for record in consumer.poll(unseen.len(), left).await? {
+                first_seen
+                    .entry(record.partition)
+                    .or_insert(record.record.timestamp_ms);
+            }
+            unseen.retain(|p| !first_seen.contains_key(&p.partition));
+        }
+    }
+    let mut events = 0;
+    for partition in &mut partitions {
+        if first_seen.contains_key(&partition.partition) {
+            partition.lag = partition.end - partition.position;
+            events += partition.lag;
+        }
+    }
+    let seconds = first_seen.values().min().map_or(0.0, |ms| {
         ((Utc::now().timestamp_millis() - ms).max(0) as f64) / 1000.0
     });
     Ok(Lag {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub read: ReadModels,
     /// Starts blue/green rebuilds of the read models.
     pub rebuilder: crate::serve::Rebuilder,
+    /// Consumers that measure lag in seconds, kept between scrapes.
+    pub lag_probes: crate::status::LagProbes,
     /// The node's data directory (scratch space for verification).
     pub data_dir: std::path::PathBuf,
     pub live: broadcast::Sender<LiveEvent>,

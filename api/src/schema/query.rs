@@ -231,9 +231,14 @@ impl Query {
             let rebuilding = slot.rebuilding().as_ref().map(RebuildProgress::from);
             let last_rebuild = slot.last_rebuild().as_ref().map(RebuildOutcome::from);
             let handle = slot.served();
-            let lag = status::lag(state.log.as_ref(), &state.topics, &handle)
-                .await
-                .map_err(ApiError::internal)?;
+            let lag = status::lag(
+                state.log.as_ref(),
+                &state.topics,
+                &handle,
+                &state.lag_probes,
+            )
+            .await
+            .map_err(ApiError::internal)?;
             out.push(ProjectionStatus {
                 name: handle.name.to_owned(),
                 version: i32::try_from(handle.version).unwrap_or(i32::MAX),

@@ -119,6 +119,8 @@ pub struct Server {
     pub log: Arc<dyn EventLog>,
     /// The GraphQL schema, for executing requests without HTTP.
     pub schema: schema::AppSchema,
+    /// The read models (for tools and tests that look inside).
+    pub read: ReadModels,
     data_dir: PathBuf,
     /// Fires when the log's files are flushed and released.
     log_closed: Closed,
@@ -338,12 +340,14 @@ async fn assemble(
             tokio::spawn(async move { handle.await.map_err(|e| e.to_string()) }),
         ));
     }
+    let read_models = read.clone();
     let state = Arc::new(AppState {
         log: log.clone(),
         topics,
         gateway,
         read,
         rebuilder,
+        lag_probes: Default::default(),
         data_dir: dir.to_path_buf(),
         live,
         metrics,
@@ -382,6 +386,7 @@ async fn assemble(
     crate::admin_client::write_server_file(dir, &format!("http://{reachable}"))?;
     Ok(Server {
         addr,
+        read: read_models,
         data_dir: dir.to_path_buf(),
         log,
         schema: app_schema,
