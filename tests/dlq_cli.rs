@@ -2,7 +2,7 @@
 //! stopped server's files and through a running server, on both backends;
 //! discarding needs an explicit --confirm.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use eventlog::topics::Topics;
@@ -13,16 +13,7 @@ use crate::on_both_backends;
 use crate::support::*;
 
 fn dlq(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .arg("dlq")
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("ORDERSTORE_KAFKA")
-        .env_remove("ORDERSTORE_AUTH_TOKEN")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
+    orderstore(&[&["dlq"], args].concat(), dir)
 }
 
 fn stdout(output: &Output) -> String {

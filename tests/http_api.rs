@@ -229,15 +229,7 @@ async fn several_orders_go_through_their_lifecycles_and_every_view_agrees(backen
             "{projection}"
         );
     }
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(
             "orderstore_projection_partition_lag_events{projection=\"history\",partition=\"0\"}"
@@ -460,15 +452,7 @@ async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing(backend:
         }
         assert_eq!(total, 2, "{topic}");
     }
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderstore_projection_dead_letters{projection=\"history\"} 2"),
         "{metrics}"

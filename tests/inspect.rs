@@ -183,15 +183,7 @@ fn times_of(history: &Value) -> Vec<DateTime<Utc>> {
 
 /// Runs `orderstore inspect` on a data directory; returns what it printed.
 fn inspect(args: &[&str], dir: &std::path::Path) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .arg("inspect")
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("ORDERSTORE_KAFKA")
-        .env_remove("ORDERSTORE_AUTH_TOKEN")
-        .output()
-        .unwrap();
+    let output = orderstore(&[&["inspect"], args].concat(), dir);
     assert!(
         output.status.success(),
         "{}",

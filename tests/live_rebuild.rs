@@ -3,7 +3,6 @@
 //! clients reading and writing throughout never see an error or a missing
 //! order, and the new generation is served (and survives a restart).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,33 +19,6 @@ const CHECK: &str = "query($id: ID!, $t: String) { order(id: $id, consistentWith
 /// Generated history, so that the rebuild takes a while (bench-<n> orders).
 const GENERATED_EVENTS: u64 = 30_000;
 
-async fn wait_ready(s: &TestServer) {
-    for _ in 0..600 {
-        let ready = s
-            .http
-            .get(format!("{}/ready", s.base))
-            .send()
-            .await
-            .unwrap();
-        if ready.status().is_success() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the projections did not catch up within 60 s");
-}
-
-fn orderstore(args: &[&str], dir: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("ORDERSTORE_KAFKA")
-        .env_remove("ORDERSTORE_AUTH_TOKEN")
-        .output()
-        .unwrap()
-}
-
 on_both_backends!(a_rebuild_in_a_running_server_never_interrupts_reads);
 
 async fn a_rebuild_in_a_running_server_never_interrupts_reads(backend: Backend) {
@@ -61,7 +33,7 @@ async fn a_rebuild_in_a_running_server_never_interrupts_reads(backend: Backend) 
         data(s.gql(PLACE, order_input(&id, "lena")).await);
         placed.push(id);
     }
-    wait_ready(&s).await;
+    s.wait_ready().await;
     let dir = s.dir.path().to_path_buf();
     let s = Arc::new(s);
     let stop = Arc::new(AtomicBool::new(false));
@@ -188,15 +160,7 @@ async fn a_rebuild_in_a_running_server_never_interrupts_reads(backend: Backend) 
         assert_eq!(p["lastRebuild"]["targetVersion"], 2, "{p}");
         assert!(p["lastRebuild"]["error"].is_null(), "{p}");
     }
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for name in ["history", "customer", "finance"] {
         for line in [
             format!("orderstore_projection_generation{{projection=\"{name}\"}} 2"),
@@ -225,7 +189,7 @@ async fn a_rebuild_in_a_running_server_never_interrupts_reads(backend: Backend) 
 
     let s = Arc::try_unwrap(s).ok().expect("no task holds the server");
     let s = s.restart(|_| {}).await;
-    wait_ready(&s).await;
+    s.wait_ready().await;
     let status = data(
         s.gql(
             "{ projections { version } customer(id: \"lena\") { orderCount } }",

@@ -2,24 +2,13 @@
 //! passes; one entry changed by hand is reported, with both values, and the
 //! command exits 1; through a running server and offline, on both backends.
 
-use std::process::Command;
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::on_both_backends;
 use crate::support::*;
 
 fn verify(args: &[&str], dir: &std::path::Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .args(["replay", "verify"])
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("ORDERSTORE_KAFKA")
-        .env_remove("ORDERSTORE_AUTH_TOKEN")
-        .output()
-        .unwrap();
+    let output = orderstore(&[&["replay", "verify"], args].concat(), dir);
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -30,22 +19,6 @@ fn verify(args: &[&str], dir: &std::path::Path) -> (bool, String) {
         "verify crashed: {printed}"
     );
     (output.status.success(), printed)
-}
-
-async fn wait_ready(s: &TestServer) {
-    for _ in 0..300 {
-        let ready = s
-            .http
-            .get(format!("{}/ready", s.base))
-            .send()
-            .await
-            .unwrap();
-        if ready.status().is_success() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the projections did not catch up");
 }
 
 on_both_backends!(verify_reports_exactly_what_differs_from_a_rebuild);
@@ -64,7 +37,7 @@ async fn verify_reports_exactly_what_differs_from_a_rebuild(backend: Backend) {
             .await,
         );
     }
-    wait_ready(&s).await;
+    s.wait_ready().await;
 
     let (clean, printed) = verify(&["all"], s.dir.path());
     assert!(clean, "{printed}");
@@ -77,12 +50,7 @@ async fn verify_reports_exactly_what_differs_from_a_rebuild(backend: Backend) {
         );
     }
 
-    let snapshots = Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .args(["replay", "snapshots", "--verify", "--data-dir"])
-        .arg(s.dir.path())
-        .env_remove("ORDERSTORE_KAFKA")
-        .output()
-        .unwrap();
+    let snapshots = orderstore(&["replay", "snapshots", "--verify"], s.dir.path());
     let printed = String::from_utf8_lossy(&snapshots.stdout);
     assert!(snapshots.status.success(), "{printed}");
     assert!(
@@ -136,7 +104,7 @@ async fn verify_reports_exactly_what_differs_from_a_rebuild(backend: Backend) {
 
     // The same through a running server.
     let s = TestServer::start_in(dir, |c| *c = config).await;
-    wait_ready(&s).await;
+    s.wait_ready().await;
     let (clean, printed) = verify(&["all"], s.dir.path());
     assert!(!clean, "{printed}");
     assert!(printed.contains("asking the server at"), "{printed}");

@@ -112,6 +112,35 @@ impl TestServer {
         response.json().await.unwrap()
     }
 
+    /// Waits (up to a minute) until `/ready`: every projection caught up.
+    pub async fn wait_ready(&self) {
+        for _ in 0..600 {
+            let ready = self
+                .http
+                .get(format!("{}/ready", self.base))
+                .send()
+                .await
+                .unwrap();
+            if ready.status().is_success() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the projections did not catch up within 60 s");
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Stops the server and starts it again on the same data directory (and
     /// topics), with `configure` applied to its configuration.
     pub async fn restart(mut self, configure: impl FnOnce(&mut ServeConfig)) -> Self {
@@ -173,4 +202,19 @@ pub fn order_input(order_id: &str, customer: &str) -> Value {
 
 pub fn order_ref(order_id: &str) -> Value {
     json!({ "input": { "orderId": order_id } })
+}
+
+/// Runs the `orderstore` binary with `args` on the data directory `dir`,
+/// without the environment's Kafka address or token (each test says what
+/// it means), and without backtraces in its error output.
+pub fn orderstore(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_orderstore"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("ORDERSTORE_KAFKA")
+        .env_remove("ORDERSTORE_AUTH_TOKEN")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
 }
