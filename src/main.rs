@@ -848,6 +848,52 @@ fn print_dead_letter_line(projection: &str, letter: &serde_json::Value) {
     );
 }
 
+/// A stored dead letter in the shape the GraphQL `deadLetters` field has,
+/// so both paths of the dlq commands print alike.
+fn dead_letter_json(letter: &projections::DeadLetter) -> serde_json::Value {
+    serde_json::json!({
+        "partition": letter.partition,
+        "offset": letter.offset.to_string(),
+        "orderId": letter.order_id,
+        "eventType": letter.event_type,
+        "receivedAt": domain::envelope::format_time(&letter.received_at),
+        "error": letter.error,
+        "headers": letter.headers.iter().map(|h| serde_json::json!({
+            "key": h.key, "value": String::from_utf8_lossy(&h.value),
+        })).collect::<Vec<_>>(),
+        "payloadBytes": letter.payload.as_ref().map(Vec::len),
+        "payloadHex": letter.payload.as_deref().map(projections::store::hex_prefix),
+    })
+}
+
+/// `dlq show`: one dead letter in full.
+fn print_dead_letter(
+    projection: &str,
+    position: &str,
+    letter: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let (partition, offset) = parse_position(position)?;
+    let headers: serde_json::Map<String, serde_json::Value> = letter["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h["key"].as_str().unwrap_or_default().to_owned(),
+                h["value"].clone(),
+            )
+        })
+        .collect();
+    let shown = serde_json::json!({
+        "projection": projection, "partition": partition, "offset": offset,
+        "orderId": letter["orderId"], "eventType": letter["eventType"], "error": letter["error"],
+        "receivedAt": letter["receivedAt"], "headers": headers,
+        "payloadBytes": letter["payloadBytes"], "payloadHex": letter["payloadHex"],
+    });
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
+}
+
 const DEAD_LETTER_FIELDS: &str =
     "id projection partition offset orderId eventType receivedAt error headers { key value } payloadBytes payloadHex";
 
@@ -889,26 +935,7 @@ async fn dlq_on_server(
                 .into_iter()
                 .find(|l| l["id"] == id.as_str())
                 .ok_or_else(|| anyhow::anyhow!("no dead letter at {position} in {projection}"))?;
-            let headers: serde_json::Map<String, serde_json::Value> = letter["headers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|h| {
-                    (
-                        h["key"].as_str().unwrap_or_default().to_owned(),
-                        h["value"].clone(),
-                    )
-                })
-                .collect();
-            let (partition, offset) = parse_position(&position)?;
-            let shown = json!({
-                "projection": projection, "partition": partition, "offset": offset,
-                "orderId": letter["orderId"], "eventType": letter["eventType"], "error": letter["error"],
-                "receivedAt": letter["receivedAt"], "headers": headers,
-                "payloadBytes": letter["payloadBytes"], "payloadHex": letter["payloadHex"],
-            });
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            print_dead_letter(&projection, &position, &letter)?;
         }
         DlqCommand::Retry {
             projection, order, ..
@@ -963,15 +990,7 @@ fn dlq_offline(command: DlqCommand) -> anyhow::Result<()> {
             for name in names {
                 let store = open_projection_store(&data_dir, name)?;
                 for letter in store.dead_letters()? {
-                    println!(
-                        "{name}  {}:{}  {}  {}  {}  {}",
-                        letter.partition,
-                        letter.offset,
-                        letter.order_id.as_deref().unwrap_or("-"),
-                        letter.event_type.as_deref().unwrap_or("-"),
-                        domain::envelope::format_time(&letter.received_at),
-                        letter.error
-                    );
+                    print_dead_letter_line(name, &dead_letter_json(&letter));
                 }
             }
         }
@@ -988,24 +1007,7 @@ fn dlq_offline(command: DlqCommand) -> anyhow::Result<()> {
                 .into_iter()
                 .find(|l| l.partition == partition && l.offset == offset)
                 .ok_or_else(|| anyhow::anyhow!("no dead letter at {position} in {projection}"))?;
-            let headers: serde_json::Map<String, serde_json::Value> = letter
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.key.clone(),
-                        String::from_utf8_lossy(&h.value).into_owned().into(),
-                    )
-                })
-                .collect();
-            let shown = serde_json::json!({
-                "projection": projection, "partition": partition, "offset": offset,
-                "orderId": letter.order_id, "eventType": letter.event_type, "error": letter.error,
-                "receivedAt": domain::envelope::format_time(&letter.received_at), "headers": headers,
-                "payloadBytes": letter.payload.as_ref().map(Vec::len),
-                "payloadHex": letter.payload.as_ref().map(|p| p.iter().take(256).map(|b| format!("{b:02x}")).collect::<String>()),
-            });
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            print_dead_letter(&projection, &position, &dead_letter_json(&letter))?;
         }
         DlqCommand::Retry {
             projection,

@@ -359,6 +359,11 @@ pub struct Comparison {
     pub differences: Vec<EntryDifference>,
 }
 
+/// The first 256 bytes in hex: how binary values are shown to people.
+pub fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(256).map(|b| format!("{b:02x}")).collect()
+}
+
 /// A stored value as a person reads it: JSON rows as text, numbers as numbers.
 fn show_value(key: &EntryKey, value: &[u8]) -> String {
     match key {
@@ -368,11 +373,7 @@ fn show_value(key: &EntryKey, value: &[u8]) -> String {
         EntryKey::Parked(_) => "parked".into(),
         _ => match std::str::from_utf8(value) {
             Ok(text) => text.to_owned(),
-            Err(_) => value
-                .iter()
-                .take(256)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>(),
+            Err(_) => hex_prefix(value),
         },
     }
 }

@@ -62,32 +62,27 @@ async fn verify_with(
 ) -> Result<VerifyReport, RebuildError> {
     tokio::pin!(shutdown);
     // Most of the way without holding up the served generation's worker...
-    let first = rebuild_into(
-        projection,
-        log,
-        topics,
-        scratch,
-        Target::Positions(served.checkpoints()?),
-        &mut shutdown,
-        |_| {},
-    )
-    .await?;
+    let first = catch_up(projection, log, topics, served, scratch, &mut shutdown).await?;
     // ...then the last stretch and the comparison with its writes held.
     let guard = served.lock_writes().await;
-    let last = rebuild_into(
-        projection,
-        log,
-        topics,
-        scratch,
-        Target::Positions(served.checkpoints()?),
-        &mut shutdown,
-        |_| {},
-    )
-    .await?;
+    let last = catch_up(projection, log, topics, served, scratch, &mut shutdown).await?;
     let comparison = served.compare(scratch, SHOWN_DIFFERENCES)?;
     drop(guard);
     Ok(VerifyReport {
         events: first.events + last.events,
         comparison,
     })
+}
+
+/// Applies to the scratch store up to where the served one is now.
+async fn catch_up(
+    projection: &dyn Projection,
+    log: &dyn EventLog,
+    topics: &Topics,
+    served: &ProjectionStore,
+    scratch: &ProjectionStore,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<crate::rebuild::Rebuilt, RebuildError> {
+    let target = Target::Positions(served.checkpoints()?);
+    rebuild_into(projection, log, topics, scratch, target, shutdown, |_| {}).await
 }

@@ -422,12 +422,10 @@ impl DeadLetter {
                 .payload
                 .as_ref()
                 .map(|p| i32::try_from(p.len()).unwrap_or(i32::MAX)),
-            payload_hex: letter.payload.as_ref().map(|p| {
-                p.iter()
-                    .take(256)
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            }),
+            payload_hex: letter
+                .payload
+                .as_deref()
+                .map(projections::store::hex_prefix),
         }
     }
 }
