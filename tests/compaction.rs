@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use commands::StateStore;
+use commands::Topics;
 use domain::{evolve, initial_state, OrderState, RecordedEvent};
-use eventlog::processor::StateStore;
-use eventlog::topics::Topics;
 use eventlog::{EventLog, OutgoingRecord, Record, StoredRecord, TopicPartition};
 use serde_json::json;
 
@@ -109,7 +109,7 @@ async fn compaction_leaves_one_snapshot_per_order_and_a_fresh_node_restores_from
     // A node with no local state restores from the compacted topic.
     let fresh = StateStore::open(&dir.path().join("fresh-state")).unwrap();
     for partition in 0..PARTITIONS {
-        eventlog::processor::restore_partition(log.as_ref(), &topics, &fresh, partition)
+        commands::processor::restore_partition(log.as_ref(), &topics, &fresh, partition)
             .await
             .unwrap();
     }

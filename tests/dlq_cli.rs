@@ -5,7 +5,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use eventlog::topics::Topics;
+use commands::Topics;
 use eventlog::{OutgoingRecord, Record};
 use serde_json::{json, Value};
 

@@ -4,9 +4,9 @@
 //! `order`, the log fold behind `inspect`) upcasts it to v2.
 
 use chrono::{TimeZone, Utc};
+use commands::Topics;
 use domain::codec::{encode_wire, wire};
 use domain::{Envelope, RecordedEvent};
-use eventlog::topics::Topics;
 use eventlog::{OutgoingRecord, Record};
 use serde_json::json;
 

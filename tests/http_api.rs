@@ -390,7 +390,7 @@ async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing(backend:
     use eventlog::{OutgoingRecord, Record};
     let s = TestServer::start_on(backend, |_| {}).await;
     let poison = |key: &str, headers: Vec<domain::Header>| OutgoingRecord {
-        topic: eventlog::topics::Topics::new(&s.config.topic_prefix).events,
+        topic: commands::Topics::new(&s.config.topic_prefix).events,
         partition: None,
         record: Record {
             key: key.as_bytes().to_vec(),
@@ -444,7 +444,7 @@ async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing(backend:
     assert_eq!(history_only["deadLetters"].as_array().unwrap().len(), 2);
     // Each projection also sent its two dead letters to its DLQ topic, with the original bytes.
     for projection in ["history", "customer", "finance"] {
-        let topic = eventlog::topics::Topics::new(&s.config.topic_prefix).dlq(projection);
+        let topic = commands::Topics::new(&s.config.topic_prefix).dlq(projection);
         let mut total = 0;
         for partition in 0..4 {
             let tp = eventlog::TopicPartition::new(&topic, partition);
@@ -559,8 +559,16 @@ crate::on_both_backends!(
 /// projection is held still (its store's write lock), and back to 0 after.
 async fn a_held_projection_shows_its_lag_and_catches_up(backend: Backend) {
     let s = TestServer::start_on(backend, |_| {}).await;
-    let topics = eventlog::topics::Topics::new(&s.config.topic_prefix);
-    let held = s.server().read.customer.served().store.lock_writes().await;
+    let topics = commands::Topics::new(&s.config.topic_prefix);
+    let held = s
+        .server()
+        .read
+        .slot(projections::customer::NAME)
+        .expect("the customer projection is served")
+        .served()
+        .store
+        .lock_writes()
+        .await;
     // One generated order: five events from 2026-01-01, in one partition.
     replay::bench::generate(s.server().log.as_ref(), &topics, 5)
         .await

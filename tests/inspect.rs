@@ -4,7 +4,7 @@
 //! `orderstore inspect` command prints the same (asking the running server).
 
 use chrono::{DateTime, Duration, Utc};
-use eventlog::topics::Topics;
+use commands::Topics;
 use replay::inspect::OrderView;
 use replay::log_fold::fold_order;
 use serde_json::{json, Value};

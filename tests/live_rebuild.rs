@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventlog::topics::Topics;
+use commands::Topics;
 use serde_json::{json, Value};
 
 use crate::on_both_backends;

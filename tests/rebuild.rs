@@ -106,8 +106,7 @@ async fn the_rebuild_benchmark_runs_on_kafka() {
             .await
             .expect("Kafka tests need scripts/test or scripts/kafka/kafka start"),
     );
-    let topics =
-        eventlog::topics::Topics::new(&format!("bench-test-{}", uuid::Uuid::new_v4().simple()));
+    let topics = commands::Topics::new(&format!("bench-test-{}", uuid::Uuid::new_v4().simple()));
     let dir = tempfile::tempdir().unwrap();
     let report = replay::bench::rebuild_benchmark_on(log, &topics, dir.path(), 1000)
         .await

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use commands::parse_consistency_token;
+use commands::processor;
+use commands::Topics;
+use commands::{CommandMessage, Outcome, Reply, StateStore, SystemClock};
 use domain::order::{LineItemInput, PlaceOrder};
 use domain::{Command, CommandBody, CommandId, OrderId};
 use eventlog::embedded::EmbeddedLog;
-use eventlog::processor::messages::parse_consistency_token;
-use eventlog::processor::{self, CommandMessage, Outcome, Reply, StateStore, SystemClock};
-use eventlog::topics::Topics;
 use eventlog::{EventLog, OutgoingRecord, Record, TopicPartition};
 use projections::worker::{self, Progress};
 use projections::{customer, history, ProjectionStore};

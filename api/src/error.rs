@@ -2,7 +2,9 @@
 //! error with a stable `extensions.code`, never with internal details.
 
 use async_graphql::ErrorExtensions;
-use eventlog::processor::RejectionReply;
+use commands::{CommandsError, RejectionReply};
+use projections::serving::ServingError;
+use replay::ops::OpsError;
 
 /// Codes of errors the API itself raises (rejections carry the domain's codes).
 pub const TIMEOUT: &str = "TIMEOUT";
@@ -83,9 +85,47 @@ impl ApiError {
 impl From<&RejectionReply> for ApiError {
     fn from(rejection: &RejectionReply) -> Self {
         Self {
-            code: rejection.code.clone(),
+            code: rejection.code.as_str().into(),
             message: rejection.message.clone(),
             field: rejection.field.clone(),
+        }
+    }
+}
+
+impl From<CommandsError> for ApiError {
+    /// A rejection keeps the domain's code and field; a timeout says the
+    /// command may still apply; the rest is internal.
+    fn from(error: CommandsError) -> Self {
+        match error {
+            CommandsError::Rejected(rejection) => Self::from(&rejection),
+            timeout @ CommandsError::Timeout { .. } => Self::timeout(timeout.to_string()),
+            CommandsError::Stopped => Self::unavailable("the node is stopping"),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
+        match error {
+            OpsError::NotFound(message) => Self::not_found(message),
+            OpsError::Invalid(message) => Self::coded(VALIDATION_FAILED, message),
+            OpsError::UnknownProjection { .. } => Self::coded(VALIDATION_FAILED, error.to_string()),
+            OpsError::Serving(serving) => Self::from(serving),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ServingError> for ApiError {
+    fn from(error: ServingError) -> Self {
+        match error {
+            ServingError::Invalid { field, reason } => Self::invalid(field, reason),
+            ServingError::NotFound(message) => Self::not_found(message),
+            ServingError::Conflict(message) => Self::conflict(message),
+            ServingError::Unavailable(message) => Self::unavailable(message),
+            timeout @ ServingError::Timeout { .. } => Self::timeout(timeout.to_string()),
+            other => Self::internal(other),
         }
     }
 }

@@ -21,7 +21,6 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 
 use crate::schema::{AdminAccess, AppSchema, AppState, CorrelationHeader};
-use crate::status;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -181,7 +180,7 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
 async fn ready(State(http): State<Http>) -> Response {
     let mut behind = serde_json::Map::new();
     for handle in http.state.read.all() {
-        match status::lag(
+        match projections::serving::lag::lag(
             http.state.log.as_ref(),
             &http.state.topics,
             &handle,
@@ -221,7 +220,7 @@ async fn metrics(State(http): State<Http>) -> Response {
             handle.version,
             slot.rebuilding().map(|r| (r.applied, r.total)),
         );
-        if let Ok(lag) = status::lag(
+        if let Ok(lag) = projections::serving::lag::lag(
             state.log.as_ref(),
             &state.topics,
             &handle,

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use commands::Topics;
 use domain::{OrderEvent, RecordedEvent};
-use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, TopicPartition};
 use projections::customer::{OrderSummary, ORDERS};
 use projections::{ProjectionStore, RowKey};
 
-use crate::read_models::ProjectionSlot;
+use projections::serving::ProjectionSlot;
 use tokio::sync::broadcast;
 
 use crate::schema::types::Event;

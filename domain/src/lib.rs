@@ -16,5 +16,5 @@ pub use ids::{CommandId, CustomerId, OrderId};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
     decide, evolve, initial_state, is_terminal, Command, CommandBody, Order, OrderEvent,
-    OrderState, OrderStatus, PaymentStatus, Recorded, Rejection,
+    OrderState, OrderStatus, PaymentStatus, Recorded, Rejection, RejectionCode,
 };

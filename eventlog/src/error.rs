@@ -20,8 +20,13 @@ pub enum LogError {
     WriteFailed(String),
     #[error("cannot reach Kafka at {0}")]
     Unreachable(String),
+    /// A Kafka error worth retrying (the cluster away, a leader moving).
     #[error("kafka: {0}")]
     Kafka(String),
+    /// A Kafka error that retrying cannot fix (authorization, a refused
+    /// configuration, a record too large).
+    #[error("kafka (permanent): {0}")]
+    KafkaPermanent(String),
     #[error("the transaction was aborted: {0}")]
     Aborted(String),
     #[error("this producer was fenced by a newer one: {0}")]
@@ -52,6 +57,17 @@ impl LogError {
     }
 }
 
+/// Whether a long-running loop should start over after an error.
+pub trait Transient: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for LogError {
+    fn is_transient(&self) -> bool {
+        LogError::is_transient(self)
+    }
+}
+
 /// A shutdown signal that several attempts of a loop can each wait on.
 pub type Shutdown =
     futures_util::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
@@ -68,14 +84,15 @@ pub fn shared_shutdown(
 /// Runs `attempt` until it ends cleanly (shutdown) or fails for good;
 /// after a transient error it starts over (from committed positions) with
 /// exponential backoff, never past `shutdown`.
-pub async fn retry_transient<F, Fut>(
+pub async fn retry_transient<F, Fut, E>(
     what: &str,
     shutdown: Shutdown,
     mut attempt: F,
-) -> Result<(), LogError>
+) -> Result<(), E>
 where
     F: FnMut(Shutdown) -> Fut,
-    Fut: std::future::Future<Output = Result<(), LogError>>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: Transient,
 {
     let mut backoff = std::time::Duration::from_millis(250);
     loop {

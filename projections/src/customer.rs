@@ -15,6 +15,9 @@ pub const ORDERS: &str = "customer-order";
 pub const BY_CUSTOMER: &str = "customer";
 
 /// One order as the customer view sees it.
+/// This projection's name: its directory, topics and API name.
+pub const NAME: &str = "customer";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
     pub order_id: String,
@@ -40,7 +43,7 @@ fn parse(value: &[u8]) -> Result<OrderSummary, StoreError> {
 
 impl Projection for Customer {
     fn name(&self) -> &'static str {
-        "customer"
+        NAME
     }
 
     fn apply(

@@ -8,7 +8,8 @@ use eventlog::{Record, StoredRecord};
 use crate::store::{DeadLetter, ProjectionStore, StoreError};
 use crate::worker::{Pending, Projection};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RetryReport {
     /// Dead letters that now applied (or were duplicates) and are gone.
     pub applied: usize,
@@ -103,4 +104,24 @@ pub fn discard(
     }
     store.commit(batch)?;
     Ok(Some(letter))
+}
+
+/// Parses where a dead letter came from, "partition:offset" of the events
+/// topic (also the tail of a dead letter's id, "projection:partition:offset").
+pub fn parse_position(text: &str) -> Option<(u32, u64)> {
+    let (partition, offset) = text.split_once(':')?;
+    Some((partition.parse().ok()?, offset.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_position;
+
+    #[test]
+    fn positions_parse_and_garbage_is_refused() {
+        assert_eq!(parse_position("3:42"), Some((3, 42)));
+        for bad in ["", "3", "x:1", "1:-2", "1:2:3", "-1:2"] {
+            assert_eq!(parse_position(bad), None, "{bad}");
+        }
+    }
 }

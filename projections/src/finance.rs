@@ -15,6 +15,9 @@ use crate::worker::{ApplyError, Change, Projection, ReadRow};
 pub const TOTALS: &str = "finance";
 pub const ORDER_CURRENCY: &str = "finance-order";
 
+/// This projection's name: its directory, topics and API name.
+pub const NAME: &str = "finance";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FinanceTotals {
     pub orders_placed: u64,
@@ -49,7 +52,7 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 
 impl Projection for Finance {
     fn name(&self) -> &'static str {
-        "finance"
+        NAME
     }
 
     fn apply(

@@ -12,6 +12,9 @@ use crate::worker::{ApplyError, Change, Projection, ReadRow};
 pub const TABLE: &str = "history";
 
 /// One event of an order's history, as stored.
+/// This projection's name: its directory, topics and API name.
+pub const NAME: &str = "history";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub partition: u32,
@@ -111,7 +114,7 @@ fn row_key(order_id: &str, sequence: u64) -> RowKey {
 
 impl Projection for History {
     fn name(&self) -> &'static str {
-        "history"
+        NAME
     }
 
     fn apply(

@@ -9,23 +9,12 @@
 pub mod customer;
 pub mod dlq;
 pub mod finance;
-pub mod generation;
 pub mod history;
+pub mod registry;
+pub mod serving;
 pub mod store;
 pub mod worker;
 
+pub use registry::{all, named, names};
 pub use store::{DeadLetter, ProjectionStore, RowKey};
 pub use worker::{ApplyError, Change, Projection};
-
-/// The names of every projection, in the order the API lists them.
-pub const NAMES: [&str; 3] = ["history", "customer", "finance"];
-
-/// The projection called `name`, if there is one.
-pub fn named(name: &str) -> Option<std::sync::Arc<dyn Projection>> {
-    Some(match name {
-        "history" => std::sync::Arc::new(history::History),
-        "customer" => std::sync::Arc::new(customer::Customer),
-        "finance" => std::sync::Arc::new(finance::Finance),
-        _ => return None,
-    })
-}

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use commands::Topics;
 use domain::RecordedEvent;
-use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, StoredRecord, TopicPartition};
 use tokio::sync::watch;
 
@@ -83,6 +83,11 @@ impl Progress {
         self.positions.borrow().clone()
     }
 
+    /// Changes whenever the positions move.
+    pub fn watch(&self) -> watch::Receiver<BTreeMap<u32, u64>> {
+        self.positions.subscribe()
+    }
+
     /// Waits until the event at (partition, offset) has been applied, or the timeout passes.
     pub async fn wait_past(&self, partition: u32, offset: u64, timeout: Duration) -> bool {
         let mut rx = self.positions.subscribe();
@@ -105,11 +110,10 @@ pub async fn run(
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    // Store errors are not transient: they stop the worker with their own error.
-    let store_failure: std::sync::Mutex<Option<StoreError>> = std::sync::Mutex::new(None);
-    let name = projection.name();
-    let outcome =
-        eventlog::retry_transient(name, eventlog::shared_shutdown(shutdown), |shutdown| {
+    eventlog::retry_transient(
+        projection.name(),
+        eventlog::shared_shutdown(shutdown),
+        |shutdown| {
             let (projection, log, topics, store, progress) = (
                 projection.clone(),
                 log.clone(),
@@ -117,25 +121,21 @@ pub async fn run(
                 store.clone(),
                 progress.clone(),
             );
-            let store_failure = &store_failure;
-            async move {
-                match run_once(projection, log, topics, store, progress, shutdown).await {
-                    Ok(()) => Ok(()),
-                    Err(WorkerError::Log(error)) => Err(error),
-                    Err(WorkerError::Store(error)) => {
-                        if let Ok(mut slot) = store_failure.lock() {
-                            *slot = Some(error);
-                        }
-                        Err(LogError::Invalid("the projection store failed".into()))
-                    }
-                }
-            }
-        })
-        .await;
-    if let Some(error) = store_failure.lock().ok().and_then(|mut slot| slot.take()) {
-        return Err(WorkerError::Store(error));
+            run_once(projection, log, topics, store, progress, shutdown)
+        },
+    )
+    .await
+}
+
+/// Log errors the log calls transient start the worker over; store errors
+/// never do (they stop the worker with their own error).
+impl eventlog::Transient for WorkerError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Log(error) => error.is_transient(),
+            Self::Store(_) => false,
+        }
     }
-    outcome.map_err(WorkerError::Log)
 }
 
 async fn run_once(

@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use commands::Topics;
 use domain::order::{LineItem, OrderPlaced};
 use domain::{
     CommandId, Currency, CustomerId, EventMeta, Money, OrderEvent, OrderId, Recorded, RecordedEvent,
 };
 use eventlog::embedded::EmbeddedLog;
-use eventlog::topics::Topics;
 use eventlog::{EventLog, OutgoingRecord, Record, TopicPartition};
 use projections::worker::{Projection, BATCH};
 use projections::{customer, finance, history, ProjectionStore};
 
-use crate::rebuild::{rebuild_into, RebuildError};
+use projections::serving::rebuild::{rebuild_into, RebuildError};
 
 /// Rows the three projections write per event, on average: history 1,
 /// customer 2 (order row and customer row), finance about 1.
@@ -248,7 +248,7 @@ pub async fn rebuild_benchmark_on(
                 log.as_ref(),
                 &topics,
                 &store,
-                crate::rebuild::Target::LogEnd,
+                projections::serving::rebuild::Target::LogEnd,
                 std::future::pending(),
                 |_| {},
             )

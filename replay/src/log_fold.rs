@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use commands::Topics;
 use domain::{evolve, initial_state, OrderState, RecordedEvent};
 use eventlog::partitioner::partition_for;
-use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, StoredRecord, TopicPartition};
 
 /// How long a read waits for more records before taking the end as reached.

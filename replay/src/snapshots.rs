@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use eventlog::processor::Snapshot;
-use eventlog::topics::Topics;
+use commands::Snapshot;
+use commands::Topics;
 use eventlog::{EventLog, TopicPartition};
 
 use crate::log_fold::{fold_all, scan_partition, FoldError};

@@ -10,13 +10,13 @@
 
 use std::path::Path;
 
-use eventlog::topics::Topics;
+use commands::Topics;
 use eventlog::EventLog;
 use projections::store::Comparison;
 use projections::worker::Projection;
 use projections::ProjectionStore;
 
-use crate::rebuild::{rebuild_into, RebuildError, Target};
+use projections::serving::rebuild::{rebuild_into, RebuildError, Target};
 
 /// Differences kept for the report (all are counted).
 pub const SHOWN_DIFFERENCES: usize = 100;
@@ -82,7 +82,7 @@ async fn catch_up(
     served: &ProjectionStore,
     scratch: &ProjectionStore,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<crate::rebuild::Rebuilt, RebuildError> {
+) -> Result<projections::serving::rebuild::Rebuilt, RebuildError> {
     let target = Target::Positions(served.checkpoints()?);
     rebuild_into(projection, log, topics, scratch, target, shutdown, |_| {}).await
 }

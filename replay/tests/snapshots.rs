@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use commands::processor;
+use commands::Topics;
+use commands::{CommandMessage, Snapshot, StateStore, SystemClock};
 use domain::order::{LineItemInput, PlaceOrder};
 use domain::{Command, CommandBody, CommandId, OrderId};
 use eventlog::embedded::EmbeddedLog;
-use eventlog::processor::{self, CommandMessage, Snapshot, StateStore, SystemClock};
-use eventlog::topics::Topics;
 use eventlog::{EventLog, OutgoingRecord, Record};
 
 fn command(order: &str) -> OutgoingRecord {

@@ -15,9 +15,11 @@ use async_graphql::Schema;
 use eventlog::EventLog;
 use tokio::sync::broadcast;
 
-use crate::gateway::CommandGateway;
 use crate::metrics::Metrics;
-use crate::read_models::ReadModels;
+use commands::CommandGateway;
+use projections::serving::{LagProbes, ProjectionHandle, ReadModels, Rebuilder};
+
+use crate::error::ApiError;
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::{LiveEvent, Subscription};
@@ -33,19 +35,35 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 #[derive(Debug)]
 pub struct AppState {
     pub log: Arc<dyn EventLog>,
-    pub topics: eventlog::topics::Topics,
+    pub topics: commands::Topics,
     pub gateway: Arc<CommandGateway>,
     pub read: ReadModels,
     /// Starts blue/green rebuilds of the read models.
-    pub rebuilder: crate::serve::Rebuilder,
+    pub rebuilder: Rebuilder,
     /// Consumers that measure lag in seconds, kept between scrapes.
-    pub lag_probes: crate::status::LagProbes,
+    pub lag_probes: LagProbes,
     /// The node's data directory (scratch space for verification).
     pub data_dir: std::path::PathBuf,
     pub live: broadcast::Sender<LiveEvent>,
     pub metrics: Arc<Metrics>,
     /// Longest wait of `consistentWith`.
     pub consistency_timeout: Duration,
+}
+
+impl AppState {
+    /// The generation of the read model `name` a query reads: the served one
+    /// once it has passed `token` (bounded wait), or another by number.
+    pub async fn read_model(
+        &self,
+        name: &str,
+        token: Option<&str>,
+        generation: Option<i32>,
+    ) -> Result<Arc<ProjectionHandle>, ApiError> {
+        let slot = self.read.named(name, "projection")?;
+        Ok(slot
+            .read(token, generation, self.consistency_timeout)
+            .await?)
+    }
 }
 
 /// Whether the request may run admin operations (rebuilds, dead letters):

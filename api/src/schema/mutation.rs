@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, Result, ID};
 use chrono::{DateTime, Utc};
+use commands::CommandsError;
 use domain::{Command, CommandBody};
-use eventlog::processor::Outcome;
+use projections::serving::ProjectionSlot;
 
 use crate::error::ApiError;
 use crate::schema::inputs::{self, *};
 use crate::schema::types::{
-    CommandResult, DeadLetter, DeadLetterRetry, EntryDifference, Event, ProjectionVerification,
-    RebuildStarted,
+    CommandResult, DeadLetter, DeadLetterRetry, Event, ProjectionVerification, RebuildStarted,
 };
 use crate::schema::{require_admin, AppState, CorrelationHeader};
 
@@ -22,21 +22,10 @@ pub struct Mutation;
 fn projection_of<'a>(
     state: &'a AppState,
     name: &str,
-    field: &str,
-) -> Result<
-    (
-        &'a Arc<crate::read_models::ProjectionSlot>,
-        Arc<dyn projections::Projection>,
-    ),
-    ApiError,
-> {
-    match (state.read.slot(name), projections::named(name)) {
-        (Some(slot), Some(code)) => Ok((slot, code)),
-        _ => Err(ApiError::invalid(
-            field,
-            "must be history, customer or finance",
-        )),
-    }
+    field: &'static str,
+) -> Result<(&'a Arc<ProjectionSlot>, Arc<dyn projections::Projection>), ApiError> {
+    let slot = state.read.named(name, field)?;
+    Ok((slot, slot.projection.clone()))
 }
 
 async fn send(
@@ -61,23 +50,30 @@ async fn send(
         order_id: envelope.order_id,
         body,
     };
-    let reply = state.gateway.send(command, correlation_id).await?;
-    match reply.outcome {
-        Outcome::Accepted {
-            version,
-            events,
-            consistency_token,
-        } => Ok(CommandResult {
-            order_id: ID(reply.order_id),
-            version: i32::try_from(version).unwrap_or(i32::MAX),
-            events: events
-                .iter()
-                .map(|e| Event::from_cloudevent(&e.cloudevent, e.partition, e.offset))
-                .collect::<Result<_, _>>()?,
-            consistency_token,
-        }),
-        Outcome::Rejected(rejection) => Err(ApiError::from(&rejection).into()),
+    let started = std::time::Instant::now();
+    let answer = state.gateway.send(command, correlation_id).await;
+    let outcome = match &answer {
+        Ok(_) => Some("accepted"),
+        Err(CommandsError::Rejected(_)) => Some("rejected"),
+        Err(CommandsError::Timeout { .. }) => Some("timeout"),
+        Err(_) => None,
+    };
+    if let Some(outcome) = outcome {
+        state
+            .metrics
+            .record_command(started.elapsed().as_secs_f64(), outcome);
     }
+    let accepted = answer.map_err(ApiError::from)?;
+    Ok(CommandResult {
+        order_id: ID(accepted.order_id),
+        version: i32::try_from(accepted.version).unwrap_or(i32::MAX),
+        events: accepted
+            .events
+            .iter()
+            .map(|e| Event::from_cloudevent(&e.cloudevent, e.partition, e.offset))
+            .collect::<Result<_, _>>()?,
+        consistency_token: accepted.consistency_token,
+    })
 }
 
 #[Object]
@@ -143,12 +139,13 @@ impl Mutation {
     ) -> Result<RebuildStarted> {
         require_admin(ctx)?;
         let state = ctx.data::<Arc<AppState>>()?;
-        let slot = state
-            .read
-            .slot(&name)
-            .ok_or_else(|| ApiError::invalid("name", "must be history, customer or finance"))?;
+        let (slot, _) = projection_of(state, &name, "name")?;
         let served_version = slot.served().version;
-        let target = state.rebuilder.start(&name, until, keep_previous).await?;
+        let target = state
+            .rebuilder
+            .start(&name, until, keep_previous)
+            .await
+            .map_err(ApiError::from)?;
         Ok(RebuildStarted {
             name,
             target_version: i32::try_from(target).unwrap_or(i32::MAX),
@@ -174,7 +171,11 @@ impl Mutation {
             .filter(|g| *g >= 1)
             .ok_or_else(|| ApiError::invalid("generation", "must be 1 or more"))?;
         let served_version = slot.served().version;
-        let target = state.rebuilder.switch_to(&name, generation).await?;
+        let target = state
+            .rebuilder
+            .switch_to(&name, generation)
+            .await
+            .map_err(ApiError::from)?;
         Ok(RebuildStarted {
             name,
             target_version: i32::try_from(target).unwrap_or(i32::MAX),
@@ -194,34 +195,17 @@ impl Mutation {
         let state = ctx.data::<Arc<AppState>>()?;
         let (slot, projection) = projection_of(state, &name, "name")?;
         let served = slot.served();
-        let scratch = projections::generation::scratch_dir(&state.data_dir, &name);
-        let report = replay::verify::verify(
+        let verification = replay::ops::verify_projection(
             projection.as_ref(),
             state.log.as_ref(),
             &state.topics,
-            &served.store,
-            &scratch,
-            std::future::pending(),
+            (served.version, &served.store),
+            &state.data_dir,
+            eventlog::shared_shutdown(std::future::pending()),
         )
         .await
-        .map_err(ApiError::internal)?;
-        let comparison = report.comparison;
-        Ok(ProjectionVerification {
-            name,
-            version: i32::try_from(served.version).unwrap_or(i32::MAX),
-            events: report.events.to_string(),
-            entries: comparison.entries.to_string(),
-            different: comparison.different.to_string(),
-            differences: comparison
-                .differences
-                .into_iter()
-                .map(|d| EntryDifference {
-                    entry: d.key.to_string(),
-                    served: d.left,
-                    rebuilt: d.right,
-                })
-                .collect(),
-        })
+        .map_err(ApiError::from)?;
+        Ok(ProjectionVerification::from(verification))
     }
 
     /// Admin: applies the parked events of a projection again, in order,
@@ -237,13 +221,13 @@ impl Mutation {
         let state = ctx.data::<Arc<AppState>>()?;
         let (slot, code) = projection_of(state, &projection, "projection")?;
         let served = slot.served();
-        let _writes = served.store.lock_writes().await;
-        let report = projections::dlq::retry(
+        let report = replay::ops::retry_dead_letters(
             code.as_ref(),
             &served.store,
             order_id.as_ref().map(|id| id.as_str()),
         )
-        .map_err(ApiError::internal)?;
+        .await
+        .map_err(ApiError::from)?;
         Ok(DeadLetterRetry {
             applied: i32::try_from(report.applied).unwrap_or(i32::MAX),
             still_parked: i32::try_from(report.still_parked).unwrap_or(i32::MAX),
@@ -264,8 +248,8 @@ impl Mutation {
         let not_an_id =
             || ApiError::invalid("id", "not a dead letter id (projection:partition:offset)");
         let (name, position) = id.split_once(':').ok_or_else(not_an_id)?;
-        let (partition, offset) = eventlog::processor::messages::parse_consistency_token(position)
-            .ok_or_else(not_an_id)?;
+        let (partition, offset) =
+            projections::dlq::parse_position(position).ok_or_else(not_an_id)?;
         let (slot, _) = projection_of(state, name, "id")?;
         if !confirm {
             return Err(ApiError::invalid(
@@ -275,12 +259,12 @@ impl Mutation {
             .into());
         }
         let served = slot.served();
-        let _writes = served.store.lock_writes().await;
-        match projections::dlq::discard(&served.store, partition, offset)
-            .map_err(ApiError::internal)?
-        {
-            Some(letter) => Ok(DeadLetter::new(slot.name, letter)),
-            None => Err(ApiError::not_found(format!("no dead letter {}", id.as_str())).into()),
+        match replay::ops::discard_dead_letter(slot.name, &served.store, partition, offset).await {
+            Ok(letter) => Ok(DeadLetter::from(letter)),
+            Err(replay::ops::OpsError::NotFound(_)) => {
+                Err(ApiError::not_found(format!("no dead letter {}", id.as_str())).into())
+            }
+            Err(error) => Err(ApiError::from(error).into()),
         }
     }
 

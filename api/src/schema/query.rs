@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Json, Object, Result, ID};
+use async_graphql::{Context, Object, Result, ID};
 use chrono::{DateTime, Utc};
 use domain::Currency;
 use projections::{customer, finance, history};
@@ -13,7 +13,6 @@ use crate::schema::customer::Customer;
 use crate::schema::inputs;
 use crate::schema::types::*;
 use crate::schema::{require_admin, AppState};
-use crate::status;
 
 /// Most items one page may ask for.
 pub const MAX_PAGE: i32 = 1000;
@@ -66,13 +65,7 @@ impl Query {
         let order_id =
             inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
         let history = state
-            .read
-            .history
-            .read(
-                consistent_with.as_deref(),
-                generation,
-                state.consistency_timeout,
-            )
+            .read_model(history::NAME, consistent_with.as_deref(), generation)
             .await?;
         let entries = history::events(&history.store, order_id.as_str(), at(as_of))
             .map_err(ApiError::internal)?;
@@ -109,11 +102,7 @@ impl Query {
                 .map_err(|_| ApiError::invalid("after", "not a cursor from this connection"))?,
             None => 0,
         };
-        let history = state
-            .read
-            .history
-            .read(None, generation, state.consistency_timeout)
-            .await?;
+        let history = state.read_model(history::NAME, None, generation).await?;
         let entries = history::events(&history.store, order_id.as_str(), DateTime::<Utc>::MAX_UTC)
             .map_err(ApiError::internal)?;
         let folded = history::fold(&entries).map_err(ApiError::internal)?;
@@ -154,13 +143,7 @@ impl Query {
         let customer_id = domain::CustomerId::parse(id.as_str())
             .map_err(|e| ApiError::invalid("id", e.reason))?;
         let customer = state
-            .read
-            .customer
-            .read(
-                consistent_with.as_deref(),
-                generation,
-                state.consistency_timeout,
-            )
+            .read_model(customer::NAME, consistent_with.as_deref(), generation)
             .await?;
         let view = customer::view(&customer.store, customer_id.as_str(), at(as_of))
             .map_err(ApiError::internal)?;
@@ -198,13 +181,7 @@ impl Query {
             Currency::parse(code).map_err(|e| ApiError::invalid("currency", e.to_string()))?;
         }
         let finance = state
-            .read
-            .finance
-            .read(
-                consistent_with.as_deref(),
-                generation,
-                state.consistency_timeout,
-            )
+            .read_model(finance::NAME, consistent_with.as_deref(), generation)
             .await?;
         let report = finance::report(&finance.store, from.0, to.0, currency.as_deref(), at(as_of))
             .map_err(ApiError::internal)?;
@@ -231,7 +208,7 @@ impl Query {
             let rebuilding = slot.rebuilding().as_ref().map(RebuildProgress::from);
             let last_rebuild = slot.last_rebuild().as_ref().map(RebuildOutcome::from);
             let handle = slot.served();
-            let lag = status::lag(
+            let lag = projections::serving::lag::lag(
                 state.log.as_ref(),
                 &state.topics,
                 &handle,
@@ -279,15 +256,11 @@ impl Query {
         let state = ctx.data::<Arc<AppState>>()?;
         let order_id =
             inputs::order_id(&id).map_err(|_| ApiError::invalid("id", "not a valid order id"))?;
-        let at = at.unwrap_or_else(Utc::now);
-        let folded =
-            replay::log_fold::fold_order(state.log.as_ref(), &state.topics, order_id.as_str(), at)
+        let inspection =
+            replay::ops::inspect_order(state.log.as_ref(), &state.topics, &order_id, at)
                 .await
-                .map_err(ApiError::internal)?;
-        Ok(Inspection {
-            text: replay::inspect::order_text(order_id.as_str(), at, &folded),
-            json: Json(replay::inspect::order_json(order_id.as_str(), at, &folded)),
-        })
+                .map_err(ApiError::from)?;
+        Ok(Inspection::from(inspection))
     }
 
     /// Admin: the fields of an order that changed between two times and the
@@ -306,18 +279,11 @@ impl Query {
         if to < from {
             return Err(ApiError::invalid("to", "must not be before from").into());
         }
-        let (log, topics) = (state.log.as_ref(), &state.topics);
-        let fold = |at| replay::log_fold::fold_order(log, topics, order_id.as_str(), at);
-        let before = fold(from).await.map_err(ApiError::internal)?;
-        let after = fold(to).await.map_err(ApiError::internal)?;
-        Ok(Inspection {
-            text: replay::inspect::diff_text(order_id.as_str(), &before, &after),
-            json: Json(replay::inspect::diff_json(
-                order_id.as_str(),
-                &before,
-                &after,
-            )),
-        })
+        let inspection =
+            replay::ops::inspect_diff(state.log.as_ref(), &state.topics, &order_id, from, to)
+                .await
+                .map_err(ApiError::from)?;
+        Ok(Inspection::from(inspection))
     }
 
     /// Admin: folds the events topic and compares every order with its
@@ -325,9 +291,9 @@ impl Query {
     async fn verify_snapshots(&self, ctx: &Context<'_>) -> Result<SnapshotVerification> {
         require_admin(ctx)?;
         let state = ctx.data::<Arc<AppState>>()?;
-        let report = replay::snapshots::verify(state.log.as_ref(), &state.topics)
+        let report = replay::ops::verify_snapshots(state.log.as_ref(), &state.topics)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::from)?;
         Ok(SnapshotVerification {
             orders: i32::try_from(report.orders).unwrap_or(i32::MAX),
             snapshots: i32::try_from(report.snapshots).unwrap_or(i32::MAX),
@@ -348,19 +314,17 @@ impl Query {
             Some(name) => {
                 vec![state
                     .read
-                    .slot(name)
-                    .map(|slot| slot.served())
-                    .ok_or_else(|| {
-                        ApiError::invalid("projection", "must be history, customer or finance")
-                    })?]
+                    .named(name, "projection")
+                    .map_err(ApiError::from)?
+                    .served()]
             }
             None => state.read.all().to_vec(),
         };
         let mut out = Vec::new();
         for handle in handles {
-            for letter in handle.store.dead_letters().map_err(ApiError::internal)? {
-                out.push(DeadLetter::new(handle.name, letter));
-            }
+            let letters =
+                replay::ops::dead_letters(handle.name, &handle.store).map_err(ApiError::from)?;
+            out.extend(letters.into_iter().map(DeadLetter::from));
         }
         out.truncate(first);
         Ok(out)

@@ -293,8 +293,8 @@ pub struct RebuildProgress {
     pub until: Option<DateTime<Utc>>,
 }
 
-impl From<&crate::read_models::RebuildStatus> for RebuildProgress {
-    fn from(status: &crate::read_models::RebuildStatus) -> Self {
+impl From<&projections::serving::RebuildStatus> for RebuildProgress {
+    fn from(status: &projections::serving::RebuildStatus) -> Self {
         Self {
             target_version: i32::try_from(status.target_version).unwrap_or(i32::MAX),
             applied: status.applied.to_string(),
@@ -319,8 +319,8 @@ pub struct RebuildOutcome {
     pub error: Option<String>,
 }
 
-impl From<&crate::read_models::RebuildOutcome> for RebuildOutcome {
-    fn from(outcome: &crate::read_models::RebuildOutcome) -> Self {
+impl From<&projections::serving::RebuildOutcome> for RebuildOutcome {
+    fn from(outcome: &projections::serving::RebuildOutcome) -> Self {
         Self {
             target_version: i32::try_from(outcome.target_version).unwrap_or(i32::MAX),
             until: outcome.until,
@@ -396,36 +396,29 @@ pub struct RecordHeader {
     pub value: String,
 }
 
-impl DeadLetter {
-    pub fn new(projection: &str, letter: projections::DeadLetter) -> Self {
+impl From<replay::ops::DeadLetterView> for DeadLetter {
+    fn from(letter: replay::ops::DeadLetterView) -> Self {
         Self {
-            id: ID(format!(
-                "{projection}:{}:{}",
-                letter.partition, letter.offset
-            )),
-            projection: projection.to_owned(),
+            id: ID(format!("{}:{}", letter.projection, letter.position())),
             partition: i32::try_from(letter.partition).unwrap_or(i32::MAX),
             offset: letter.offset.to_string(),
+            projection: letter.projection,
             error: letter.error,
             event_type: letter.event_type,
             received_at: letter.received_at,
             order_id: letter.order_id,
             headers: letter
                 .headers
-                .iter()
+                .into_iter()
                 .map(|h| RecordHeader {
-                    key: h.key.clone(),
-                    value: String::from_utf8_lossy(&h.value).into_owned(),
+                    key: h.key,
+                    value: h.value,
                 })
                 .collect(),
             payload_bytes: letter
-                .payload
-                .as_ref()
-                .map(|p| i32::try_from(p.len()).unwrap_or(i32::MAX)),
-            payload_hex: letter
-                .payload
-                .as_deref()
-                .map(projections::store::hex_prefix),
+                .payload_bytes
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            payload_hex: letter.payload_hex,
         }
     }
 }
@@ -471,6 +464,36 @@ pub struct EntryDifference {
 pub struct Inspection {
     pub text: String,
     pub json: Json<serde_json::Value>,
+}
+
+impl From<replay::ops::Inspection> for Inspection {
+    fn from(inspection: replay::ops::Inspection) -> Self {
+        Self {
+            text: inspection.text,
+            json: Json(inspection.json),
+        }
+    }
+}
+
+impl From<replay::ops::ProjectionVerification> for ProjectionVerification {
+    fn from(v: replay::ops::ProjectionVerification) -> Self {
+        Self {
+            name: v.name,
+            version: i32::try_from(v.version).unwrap_or(i32::MAX),
+            events: v.events.to_string(),
+            entries: v.entries.to_string(),
+            different: v.different.to_string(),
+            differences: v
+                .differences
+                .into_iter()
+                .map(|d| EntryDifference {
+                    entry: d.entry,
+                    served: d.served,
+                    rebuilt: d.rebuilt,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `verifySnapshots`: every order folded from the events topic against its

@@ -7,10 +7,7 @@
 //! `orderstore.json` (settings fixed at creation: backend, topic prefix,
 //! partitions).
 
-mod blue_green;
 mod settings;
-
-pub use blue_green::Rebuilder;
 
 pub use settings::{Backend, KafkaSettings, DEFAULT_PARTITIONS};
 
@@ -20,20 +17,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use commands::processor;
+use commands::Topics;
+use commands::{StateStore, SystemClock};
 use eventlog::embedded::EmbeddedLog;
 use eventlog::kafka::{KafkaConfig, KafkaLog};
-use eventlog::processor::{self, StateStore, SystemClock};
-use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError};
-use projections::worker::{Progress, Projection};
-use projections::{customer, finance, history, ProjectionStore};
+use projections::serving::generation;
+use projections::serving::{ProjectionHandle, ProjectionSlot, ReadModels};
+use projections::{customer, Projection, ProjectionStore};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::gateway::CommandGateway;
 use crate::metrics::Metrics;
-use crate::read_models::{ProjectionHandle, ProjectionSlot, ReadModels};
 use crate::schema::{self, AppState};
+use commands::CommandGateway;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -143,21 +141,30 @@ fn signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> +
     }
 }
 
-fn open_projection(dir: &Path, name: &'static str) -> Result<ProjectionHandle, ServeError> {
-    let version = projections::generation::current_generation(dir, name);
-    let path = projections::generation::generation_dir(dir, name, version);
+/// The slot of one projection, serving its current generation (created
+/// when there is none), after removing what a crash or stop left behind.
+fn open_projection(
+    dir: &Path,
+    projection: Arc<dyn Projection>,
+) -> Result<ProjectionSlot, ServeError> {
+    let name = projection.name();
+    let removed = generation::clean_up(dir, name)?;
+    if !removed.is_empty() {
+        tracing::info!(projection = name, generations = ?removed, "removed half-built and retired generations");
+    }
+    let version = generation::current_generation(dir, name);
+    let path = generation::generation_dir(dir, name, version);
     std::fs::create_dir_all(&path)?;
     let store = ProjectionStore::open(&path).map_err(|e| ServeError::Open {
         what: "projection store",
         dir: path.clone(),
         source: Box::new(e),
     })?;
-    Ok(ProjectionHandle {
-        name,
-        version,
-        store,
-        progress: Arc::new(Progress::default()),
-    })
+    Ok(ProjectionSlot::new(
+        projection,
+        ProjectionHandle::new(name, version, store),
+        dir,
+    ))
 }
 
 /// This node's stable identity (created once per data directory): its
@@ -263,17 +270,11 @@ async fn assemble(
         dir: state_dir,
         source: Box::new(e),
     })?;
-    for name in projections::NAMES {
-        let removed = projections::generation::clean_up(dir, name)?;
-        if !removed.is_empty() {
-            tracing::info!(projection = name, generations = ?removed, "removed half-built and retired generations");
-        }
-    }
     let read = ReadModels::new(
-        dir,
-        open_projection(dir, "history")?,
-        open_projection(dir, "customer")?,
-        open_projection(dir, "finance")?,
+        projections::all()
+            .into_iter()
+            .map(|projection| open_projection(dir, projection))
+            .collect::<Result<_, _>>()?,
     );
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<NamedTask> = Vec::new();
@@ -298,30 +299,25 @@ async fn assemble(
             }),
         ));
     }
-    let projections: [(&Arc<ProjectionSlot>, Arc<dyn Projection>); 3] = [
-        (&read.history, Arc::new(history::History)),
-        (&read.customer, Arc::new(customer::Customer)),
-        (&read.finance, Arc::new(finance::Finance)),
-    ];
-    let runners = projections
-        .into_iter()
-        .map(|(slot, projection)| blue_green::Runner {
-            slot: slot.clone(),
-            projection,
-            log: log.clone(),
-            topics: topics.clone(),
-            data_dir: dir.to_path_buf(),
-        })
-        .collect();
-    let (rebuilder, runner_tasks) = blue_green::start(runners, &stopped);
-    tasks.extend(runner_tasks);
+    let (rebuilder, runners) =
+        projections::serving::start_runners(read.slots(), &log, &topics, dir, &stopped);
+    for (name, runner) in runners {
+        tasks.push((
+            name,
+            tokio::spawn(async move {
+                match runner.await {
+                    Ok(ended) => ended.map_err(|e| e.to_string()),
+                    Err(join) => Err(join.to_string()),
+                }
+            }),
+        ));
+    }
 
     let metrics = Arc::new(Metrics::default());
     let (gateway, reply_router) = CommandGateway::start(
         log.clone(),
         &topics,
         config.command_timeout,
-        metrics.clone(),
         signal(&stopped),
     )
     .await?;
@@ -329,7 +325,12 @@ async fn assemble(
     let live_tail = crate::live::start(
         log.clone(),
         &topics,
-        read.customer.clone(),
+        read.named(customer::NAME, "projection")
+            .map_err(|e| ServeError::Task {
+                task: "live tail",
+                message: e.to_string(),
+            })?
+            .clone(),
         live.clone(),
         signal(&stopped),
     )
@@ -383,7 +384,7 @@ async fn assemble(
     } else {
         addr
     };
-    crate::admin_client::write_server_file(dir, &format!("http://{reachable}"))?;
+    replay::ops::server_file::write(dir, &format!("http://{reachable}"))?;
     Ok(Server {
         addr,
         read: read_models,
@@ -442,7 +443,7 @@ impl Server {
         // The last handles go; the log's writer flushes and releases its files.
         drop((log, schema));
         wait_closed(log_closed).await;
-        crate::admin_client::remove_server_file(&data_dir);
+        replay::ops::server_file::remove(&data_dir);
         match failure {
             Some((_, message)) => Err(ServeError::Task {
                 task: "node",

@@ -1,6 +1,7 @@
 //! Why a command was refused. Tests assert the exact variant; the API maps
 //! each to its GraphQL error code with `code()`.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::money::Money;
@@ -32,17 +33,55 @@ pub enum Rejection {
     RefundExceedsCaptured { requested: Money, refundable: Money },
 }
 
-impl Rejection {
+/// The kind of a rejection without its details: what a reply carries and
+/// the API turns into its stable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectionCode {
+    OrderNotFound,
+    OrderExists,
+    InvalidState,
+    ValidationFailed,
+    AmountMismatch,
+    RefundExceedsCaptured,
+}
+
+impl RejectionCode {
     /// The stable error code the API returns (schema.graphql).
-    pub fn code(&self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderNotFound => "ORDER_NOT_FOUND",
             Self::OrderExists => "ORDER_EXISTS",
-            Self::InvalidState { .. } => "INVALID_STATE",
-            Self::ValidationFailed { .. } => "VALIDATION_FAILED",
-            Self::AmountMismatch { .. } => "AMOUNT_MISMATCH",
-            Self::RefundExceedsCaptured { .. } => "REFUND_EXCEEDS_CAPTURED",
+            Self::InvalidState => "INVALID_STATE",
+            Self::ValidationFailed => "VALIDATION_FAILED",
+            Self::AmountMismatch => "AMOUNT_MISMATCH",
+            Self::RefundExceedsCaptured => "REFUND_EXCEEDS_CAPTURED",
         }
+    }
+}
+
+impl std::fmt::Display for RejectionCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Rejection {
+    /// The kind of this rejection.
+    pub fn kind(&self) -> RejectionCode {
+        match self {
+            Self::OrderNotFound => RejectionCode::OrderNotFound,
+            Self::OrderExists => RejectionCode::OrderExists,
+            Self::InvalidState { .. } => RejectionCode::InvalidState,
+            Self::ValidationFailed { .. } => RejectionCode::ValidationFailed,
+            Self::AmountMismatch { .. } => RejectionCode::AmountMismatch,
+            Self::RefundExceedsCaptured { .. } => RejectionCode::RefundExceedsCaptured,
+        }
+    }
+
+    /// The stable error code the API returns (schema.graphql).
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
     }
 
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {

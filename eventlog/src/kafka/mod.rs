@@ -76,8 +76,37 @@ impl KafkaConfig {
     }
 }
 
+/// Classifies a Kafka error once: codes that no retry can fix are
+/// permanent, everything else (the cluster away, leaders moving,
+/// coordinators loading) is worth starting over for.
 pub(crate) fn kafka_error(error: KafkaError) -> LogError {
-    LogError::Kafka(error.to_string())
+    match error.rdkafka_error_code() {
+        Some(code) if is_permanent(code) => LogError::KafkaPermanent(error.to_string()),
+        _ => LogError::Kafka(error.to_string()),
+    }
+}
+
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::DelegationTokenAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication
+            | C::MessageSizeTooLarge
+            | C::InvalidRequiredAcks
+            | C::UnsupportedVersion
+            | C::UnsupportedForMessageFormat
+            | C::InvalidPartitions
+            | C::InvalidReplicationFactor
+            | C::InvalidConfig
+            | C::PolicyViolation
+            | C::InvalidArgument
+    )
 }
 
 /// The Kafka log. Cheap to clone.
@@ -390,6 +419,11 @@ impl EventLog for KafkaLog {
                             requested: spec.partitions,
                         });
                     }
+                }
+                Err((name, code)) if is_permanent(code) => {
+                    return Err(LogError::KafkaPermanent(format!(
+                        "creating topic {name}: {code}"
+                    )))
                 }
                 Err((name, code)) => {
                     return Err(LogError::Kafka(format!("creating topic {name}: {code}")))

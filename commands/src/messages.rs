@@ -2,7 +2,7 @@
 //! are our own internal records (not the event wire format), self-describing
 //! so that fields can be added with defaults.
 
-use domain::{Command, OrderState, Rejection};
+use domain::{Command, OrderState, Rejection, RejectionCode};
 use serde::{Deserialize, Serialize};
 
 /// A command on the commands topic (key = order id).
@@ -38,7 +38,8 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectionReply {
-    pub code: String,
+    /// Serialized as the code string ("ORDER_NOT_FOUND"), as on the wire.
+    pub code: RejectionCode,
     pub message: String,
     pub field: Option<String>,
 }
@@ -46,7 +47,7 @@ pub struct RejectionReply {
 impl From<&Rejection> for RejectionReply {
     fn from(rejection: &Rejection) -> Self {
         Self {
-            code: rejection.code().to_owned(),
+            code: rejection.kind(),
             message: rejection.to_string(),
             field: rejection.field().map(str::to_owned),
         }
@@ -59,26 +60,6 @@ pub struct ReplyEvent {
     pub partition: u32,
     pub offset: u64,
     pub cloudevent: serde_json::Value,
-}
-
-/// The consistency token of an event position: "partition:offset".
-pub fn consistency_token(partition: u32, offset: u64) -> String {
-    format!("{partition}:{offset}")
-}
-
-/// Parses a list of consistency tokens joined with commas ("0:17,3:5"), as
-/// a client that wrote to several orders passes them, into positions.
-pub fn parse_consistency_tokens(tokens: &str) -> Option<Vec<(u32, u64)>> {
-    tokens
-        .split(',')
-        .map(|t| parse_consistency_token(t.trim()))
-        .collect()
-}
-
-/// Parses a consistency token back into (partition, offset).
-pub fn parse_consistency_token(token: &str) -> Option<(u32, u64)> {
-    let (partition, offset) = token.split_once(':')?;
-    Some((partition.parse().ok()?, offset.parse().ok()?))
 }
 
 /// The latest state of one order on the compacted snapshots topic.
@@ -127,26 +108,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consistency_tokens_round_trip_and_reject_garbage() {
-        assert_eq!(
-            parse_consistency_token(&consistency_token(3, 42)),
-            Some((3, 42))
-        );
-        for bad in ["", "3", "x:1", "1:-2", "1:2:3"] {
-            assert_eq!(parse_consistency_token(bad), None, "{bad}");
-        }
-        assert_eq!(
-            parse_consistency_tokens("0:17, 3:5"),
-            Some(vec![(0, 17), (3, 5)])
-        );
-        assert_eq!(parse_consistency_tokens("0:17,x"), None);
-    }
-
-    #[test]
     fn only_the_latest_rejections_are_remembered() {
         let mut snapshot = Snapshot::empty();
         let reply = RejectionReply {
-            code: "X".into(),
+            code: RejectionCode::InvalidState,
             message: "m".into(),
             field: None,
         };

@@ -2,17 +2,19 @@
 //! from the start (or up to a time) in batches, apply with the same code the
 //! live worker uses, then make the new generation the served one.
 //!
-//! A rebuild writes a new generation (see `projections::generation`) and
+//! A rebuild writes a new generation (see `serving::generation`) and
 //! never touches the served generation's files.
 
 use std::time::{Duration, Instant};
 
+use crate::serving::generation;
+use crate::serving::ServingError;
+use crate::store::StoreError;
+use crate::worker::{prepare_batch, Projection, BATCH};
+use crate::ProjectionStore;
 use chrono::{DateTime, Utc};
-use eventlog::topics::Topics;
+use commands::Topics;
 use eventlog::{EventLog, LogError, TopicPartition};
-use projections::store::StoreError;
-use projections::worker::{prepare_batch, Projection, BATCH};
-use projections::ProjectionStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -22,6 +24,8 @@ pub enum RebuildError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Serving(#[from] ServingError),
     #[error("stopped before the rebuild finished")]
     Stopped,
 }
@@ -158,4 +162,83 @@ fn event_time(record: &eventlog::StoredRecord) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// What an offline rebuild did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfflineRebuild {
+    pub version: u32,
+    /// The generation served before (still served for a frozen build).
+    pub served_before: u32,
+    pub rebuilt: Rebuilt,
+    /// Where the frozen generation is, for `until` builds.
+    pub frozen_in: Option<std::path::PathBuf>,
+    /// Where the previous generation was kept, with `keep_previous`.
+    pub kept: Option<std::path::PathBuf>,
+}
+
+/// The generation protocol without a server: reserve the next generation,
+/// build it from the log, complete it, then (unless frozen `until` a time)
+/// switch to it and remove the previous one (or keep it). A failure or a
+/// stop leaves nothing half-built; the served generation is untouched.
+#[allow(clippy::too_many_arguments)]
+pub async fn rebuild_offline(
+    projection: &dyn Projection,
+    log: &dyn EventLog,
+    topics: &Topics,
+    data_dir: &std::path::Path,
+    until: Option<DateTime<Utc>>,
+    keep_previous: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+    report: impl FnMut(Progress),
+) -> Result<OfflineRebuild, RebuildError> {
+    let name = projection.name();
+    let served_before = generation::current_generation(data_dir, name);
+    let reserved = generation::reserve(data_dir, name)?;
+    let target = until.map_or(Target::LogEnd, Target::Time);
+    let built = rebuild_into(
+        projection,
+        log,
+        topics,
+        &reserved.store,
+        target,
+        shutdown,
+        report,
+    )
+    .await;
+    let generation::Reserved {
+        version,
+        dir,
+        store,
+    } = reserved;
+    drop(store);
+    let rebuilt = match built {
+        Ok(rebuilt) => rebuilt,
+        Err(error) => {
+            generation::remove_dir(&dir);
+            return Err(error);
+        }
+    };
+    generation::complete(&dir)?;
+    let mut outcome = OfflineRebuild {
+        version,
+        served_before,
+        rebuilt,
+        frozen_in: None,
+        kept: None,
+    };
+    if until.is_some() {
+        outcome.frozen_in = Some(dir);
+        return Ok(outcome);
+    }
+    generation::switch_generation(data_dir, name, version)?;
+    let previous = generation::generation_dir(data_dir, name, served_before);
+    if previous.exists() {
+        if keep_previous {
+            outcome.kept = Some(previous);
+        } else {
+            std::fs::remove_dir_all(&previous)?;
+        }
+    }
+    Ok(outcome)
 }

@@ -16,28 +16,42 @@
 //! A switch to an existing generation (a rollback to a kept previous one)
 //! skips step 1: its worker catches it up from its own checkpoints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use eventlog::topics::Topics;
+use commands::Topics;
 use eventlog::EventLog;
-use projections::generation::{self, BUILDING, RETIRED};
-use projections::worker::{self, Progress, Projection};
-use projections::ProjectionStore;
-use replay::rebuild::rebuild_into;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
-use crate::read_models::{ProjectionHandle, ProjectionSlot, RebuildOutcome, RebuildStatus};
+use crate::serving::generation::{self, BUILDING};
+use crate::serving::rebuild::{rebuild_into, Rebuilt, Target};
+use crate::serving::{
+    ProjectionHandle, ProjectionSlot, RebuildOutcome, RebuildStatus, ServingError,
+};
+use crate::worker::{self, Projection};
+
+/// A runner by name, and how it ended.
+pub type RunnerTask = (&'static str, JoinHandle<Result<(), ServingError>>);
+
+/// Resolves when `stopped` turns true (or its sender is gone).
+fn signal(
+    stopped: &watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut stopped = stopped.clone();
+    async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }
+}
 
 /// A request to rebuild one projection.
 #[derive(Debug)]
 struct RebuildRequest {
     what: Wanted,
-    answer: oneshot::Sender<Result<u32, String>>,
+    answer: oneshot::Sender<Result<u32, ServingError>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +78,7 @@ impl Rebuilder {
         projection: &str,
         until: Option<DateTime<Utc>>,
         keep_previous: bool,
-    ) -> Result<u32, ApiError> {
+    ) -> Result<u32, ServingError> {
         self.ask(
             projection,
             Wanted::Rebuild {
@@ -77,24 +91,21 @@ impl Rebuilder {
 
     /// Starts a switch of `projection` to an existing generation (a
     /// rollback); the generation left is kept.
-    pub async fn switch_to(&self, projection: &str, generation: u32) -> Result<u32, ApiError> {
+    pub async fn switch_to(&self, projection: &str, generation: u32) -> Result<u32, ServingError> {
         self.ask(projection, Wanted::SwitchTo(generation)).await
     }
 
-    async fn ask(&self, projection: &str, what: Wanted) -> Result<u32, ApiError> {
+    async fn ask(&self, projection: &str, what: Wanted) -> Result<u32, ServingError> {
         let (_, runner) = self
             .runners
             .iter()
             .find(|(name, _)| *name == projection)
-            .ok_or_else(|| ApiError::invalid("name", "must be history, customer or finance"))?;
+            .ok_or_else(|| ServingError::unknown_projection("name"))?;
         let (answer, answered) = oneshot::channel();
         let request = RebuildRequest { what, answer };
-        let stopping = || ApiError::unavailable("the node is stopping");
+        let stopping = || ServingError::Unavailable("the node is stopping".into());
         runner.send(request).await.map_err(|_| stopping())?;
-        answered
-            .await
-            .map_err(|_| stopping())?
-            .map_err(ApiError::conflict)
+        answered.await.map_err(|_| stopping())?
     }
 }
 
@@ -118,19 +129,28 @@ impl WorkerTask {
             topics.clone(),
             handle.store.clone(),
             handle.progress.clone(),
-            super::signal(&stopped),
+            signal(&stopped),
         ));
         Self { task, stop }
     }
 
-    async fn stop(self) -> Result<(), String> {
+    async fn stop(self) -> Result<(), ServingError> {
         self.stop.send_replace(true);
         match tokio::time::timeout(Duration::from_secs(30), self.task).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(error))) => Err(error.to_string()),
-            Ok(Err(join)) => Err(join.to_string()),
-            Err(_) => Err("did not stop within 30 s".into()),
+            Ok(ended) => worker_ended(ended),
+            Err(_) => Err(ServingError::Failed("did not stop within 30 s".into())),
         }
+    }
+}
+
+/// How a worker task ended, as this module reports it.
+fn worker_ended(
+    ended: Result<Result<(), worker::WorkerError>, tokio::task::JoinError>,
+) -> Result<(), ServingError> {
+    match ended {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(ServingError::Failed(error.to_string())),
+        Err(join) => Err(ServingError::Failed(join.to_string())),
     }
 }
 
@@ -154,29 +174,40 @@ struct Build {
     until: Option<DateTime<Utc>>,
     keep_previous: bool,
     started: Instant,
-    task: JoinHandle<Result<(Built, u64), String>>,
+    task: JoinHandle<Result<(Built, u64), ServingError>>,
 }
 
 /// Keeps one projection's served generation running and builds new ones.
-pub(crate) struct Runner {
-    pub slot: Arc<ProjectionSlot>,
-    pub projection: Arc<dyn Projection>,
-    pub log: Arc<dyn EventLog>,
-    pub topics: Topics,
-    pub data_dir: PathBuf,
+struct Runner {
+    slot: Arc<ProjectionSlot>,
+    projection: Arc<dyn Projection>,
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+    data_dir: PathBuf,
 }
 
-/// Starts a runner per slot; returns where to send rebuild requests and the
+/// Starts a runner per slot of `slots` (each keeps its served worker going
+/// until `stopped`); returns where to send rebuild requests and the
 /// runners' tasks.
-pub(crate) fn start(
-    runners: Vec<Runner>,
+pub fn start_runners(
+    slots: &[Arc<ProjectionSlot>],
+    log: &Arc<dyn EventLog>,
+    topics: &Topics,
+    data_dir: &Path,
     stopped: &watch::Receiver<bool>,
-) -> (Rebuilder, Vec<super::NamedTask>) {
+) -> (Rebuilder, Vec<RunnerTask>) {
     let mut rebuilder = Rebuilder::default();
     let mut tasks = Vec::new();
-    for runner in runners {
+    for slot in slots {
+        let runner = Runner {
+            slot: slot.clone(),
+            projection: slot.projection.clone(),
+            log: log.clone(),
+            topics: topics.clone(),
+            data_dir: data_dir.to_path_buf(),
+        };
         let (requests, receiver) = mpsc::channel(8);
-        let name = runner.slot.name;
+        let name = slot.name;
         rebuilder.runners.push((name, requests));
         tasks.push((name, tokio::spawn(runner.run(receiver, stopped.clone()))));
     }
@@ -188,7 +219,7 @@ impl Runner {
         self,
         mut requests: mpsc::Receiver<RebuildRequest>,
         stopped: watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ServingError> {
         let name = self.slot.name;
         let mut worker = WorkerTask::start(
             &self.projection,
@@ -197,22 +228,20 @@ impl Runner {
             &self.slot.served(),
         );
         let mut build: Option<Build> = None;
-        let stop = super::signal(&stopped);
+        let stop = signal(&stopped);
         tokio::pin!(stop);
         let outcome = loop {
             tokio::select! {
                 _ = &mut stop => break Ok(()),
-                ended = &mut worker.task => break Err(match ended {
-                    Ok(Ok(())) => "stopped unexpectedly".to_owned(),
-                    Ok(Err(error)) => error.to_string(),
-                    Err(join) => join.to_string(),
-                }),
+                ended = &mut worker.task => break Err(worker_ended(ended).err().unwrap_or_else(
+                    || ServingError::Failed("stopped unexpectedly".into()),
+                )),
                 Some(request) = requests.recv() => {
                     let answer = match &build {
-                        Some(running) => Err(format!(
+                        Some(running) => Err(ServingError::Conflict(format!(
                             "{name} is already being rebuilt into v{}",
                             running.version
-                        )),
+                        ))),
                         None => self.begin(request.what, &stopped).map(|started| {
                             let version = started.version;
                             build = Some(started);
@@ -221,9 +250,11 @@ impl Runner {
                     };
                     let _ = request.answer.send(answer);
                 }
-                finished = async { (&mut build.as_mut().expect("guarded by the condition").task).await }, if build.is_some() => {
+                Some(finished) = finished(&mut build) => {
                     let Some(done) = build.take() else { continue };
-                    let finished = finished.map_err(|join| join.to_string()).and_then(|r| r);
+                    let finished = finished
+                        .map_err(|join| ServingError::Failed(join.to_string()))
+                        .and_then(|r| r);
                     self.finish(done, finished, &mut worker).await;
                 }
             }
@@ -246,29 +277,23 @@ impl Runner {
 
     /// Reserves the next generation's directory and starts building it, or
     /// starts catching up an existing generation to switch to.
-    fn begin(&self, what: Wanted, stopped: &watch::Receiver<bool>) -> Result<Build, String> {
+    fn begin(&self, what: Wanted, stopped: &watch::Receiver<bool>) -> Result<Build, ServingError> {
         let name = self.slot.name;
         let (version, until, keep_previous, store) = match what {
             Wanted::Rebuild {
                 until,
                 keep_previous,
             } => {
-                let version = generation::next_generation(&self.data_dir, name);
-                let dir = generation::generation_dir(&self.data_dir, name, version);
-                let prepare = || -> Result<ProjectionStore, String> {
-                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                    generation::mark(&dir, BUILDING).map_err(|e| e.to_string())?;
-                    ProjectionStore::open(&dir).map_err(|e| e.to_string())
-                };
-                let store =
-                    prepare().map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                (version, until, keep_previous, store)
+                let reserved = generation::reserve(&self.data_dir, name)?;
+                (reserved.version, until, keep_previous, reserved.store)
             }
             Wanted::SwitchTo(version) => {
                 if version == self.slot.served().version {
-                    return Err(format!("{name} v{version} is already served"));
+                    return Err(ServingError::Conflict(format!(
+                        "{name} v{version} is already served"
+                    )));
                 }
-                let handle = self.slot.take_other(version).map_err(|e| e.message)?;
+                let handle = self.slot.take_other(version)?;
                 (version, None, true, handle.store.clone())
             }
         };
@@ -293,12 +318,7 @@ impl Runner {
                 log: self.log.clone(),
                 topics: self.topics.clone(),
             },
-            ProjectionHandle {
-                name,
-                version,
-                store,
-                progress: Arc::new(Progress::default()),
-            },
+            ProjectionHandle::new(name, version, store),
             until,
             matches!(what, Wanted::Rebuild { .. }),
             stopped.clone(),
@@ -317,7 +337,7 @@ impl Runner {
     async fn finish(
         &self,
         build: Build,
-        finished: Result<(Built, u64), String>,
+        finished: Result<(Built, u64), ServingError>,
         worker: &mut WorkerTask,
     ) {
         let name = self.slot.name;
@@ -340,7 +360,7 @@ impl Runner {
         match finished {
             Ok((built, events)) => {
                 outcome.events = events;
-                if let Err(error) = generation::unmark(&dir, BUILDING) {
+                if let Err(error) = generation::complete(&dir) {
                     tracing::warn!(projection = name, %error, "cannot remove the BUILDING marker");
                 }
                 if let Built::Live {
@@ -351,12 +371,8 @@ impl Runner {
                 {
                     // The applied count goes on from the generation left, never back.
                     handle.progress.applied.fetch_max(
-                        self.slot
-                            .served()
-                            .progress
-                            .applied
-                            .load(std::sync::atomic::Ordering::Relaxed),
-                        std::sync::atomic::Ordering::Relaxed,
+                        self.slot.served().progress.applied.load(Ordering::Relaxed),
+                        Ordering::Relaxed,
                     );
                     let previous = self.slot.switch_to(handle);
                     // Let the old worker go (it may be waiting for the lock to see its stop).
@@ -365,7 +381,7 @@ impl Runner {
                     if let Err(error) = old_worker.stop().await {
                         tracing::warn!(
                             projection = name,
-                            error,
+                            %error,
                             "the previous generation's worker stopped badly"
                         );
                     }
@@ -382,7 +398,8 @@ impl Runner {
                         tracing::info!(projection = name, dir = %previous_dir.display(), "previous generation kept");
                         self.slot.keep_other(previous);
                     } else {
-                        tokio::spawn(retire(previous, previous_dir));
+                        // Removed when the last request reading it ends.
+                        previous.retire(previous_dir);
                     }
                 }
                 tracing::info!(
@@ -395,11 +412,11 @@ impl Runner {
                 );
             }
             Err(error) => {
-                tracing::error!(projection = name, version, error, "rebuild failed");
+                tracing::error!(projection = name, version, %error, "rebuild failed");
                 if dir.join(BUILDING).exists() {
                     remove_generation(&dir).await;
                 }
-                outcome.error = Some(error);
+                outcome.error = Some(error.to_string());
             }
         }
         self.slot.finish_rebuild(outcome);
@@ -414,6 +431,16 @@ struct Work {
     topics: Topics,
 }
 
+/// The running build's end, when there is a build (never otherwise).
+async fn finished(
+    build: &mut Option<Build>,
+) -> Option<Result<Result<(Built, u64), ServingError>, tokio::task::JoinError>> {
+    match build {
+        Some(running) => Some((&mut running.task).await),
+        None => std::future::pending().await,
+    }
+}
+
 /// The build itself: the log into the new generation, then (unless frozen)
 /// a worker on it until it has caught up with the served generation.
 async fn build(
@@ -422,7 +449,7 @@ async fn build(
     until: Option<DateTime<Utc>>,
     from_the_start: bool,
     stopped: watch::Receiver<bool>,
-) -> Result<(Built, u64), String> {
+) -> Result<(Built, u64), ServingError> {
     let Work {
         slot,
         projection,
@@ -438,18 +465,14 @@ async fn build(
         total,
         events_per_second,
     };
-    let read_to = until.map_or(
-        replay::rebuild::Target::LogEnd,
-        replay::rebuild::Target::Time,
-    );
     let rebuilt = if from_the_start {
         rebuild_into(
             projection.as_ref(),
             log.as_ref(),
             &topics,
             &handle.store,
-            read_to,
-            super::signal(&stopped),
+            until.map_or(Target::LogEnd, Target::Time),
+            signal(&stopped),
             |p| {
                 slot.set_rebuilding(Some(status(
                     "building",
@@ -460,22 +483,28 @@ async fn build(
             },
         )
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ServingError::Failed(e.to_string()))?
     } else {
-        replay::rebuild::Rebuilt {
+        Rebuilt {
             events: 0,
             elapsed: Duration::ZERO,
         }
     };
-    handle.store.flush().await.map_err(|e| e.to_string())?;
+    handle.store.flush().await?;
     if until.is_some() {
         return Ok((Built::Frozen, rebuilt.events));
     }
-    let worker = WorkerTask::start(&projection, &log, &topics, &handle);
+    let mut worker = WorkerTask::start(&projection, &log, &topics, &handle);
     let started = Instant::now();
+    let served_handle = slot.served();
+    // Woken by either worker's progress, the stop signal or the new worker
+    // ending: no polling.
+    let mut served_moved = served_handle.progress.watch();
+    let mut ours_moved = handle.progress.watch();
+    let mut stopping = stopped.clone();
+    let mut stop_gone = false;
     let mut hold = None;
     loop {
-        let served_handle = slot.served();
         let served = served_handle.progress.positions();
         let ours = handle.progress.positions();
         let caught_up = !ours.is_empty()
@@ -492,19 +521,7 @@ async fn build(
                 rebuilt.events,
             ));
         }
-        let stopping = *stopped.borrow();
-        if stopping || worker.task.is_finished() {
-            drop(hold);
-            let stopped_worker = worker.stop().await;
-            return Err(match stopped_worker {
-                Err(error) => format!("the new generation's worker failed: {error}"),
-                Ok(()) => "stopped before the new generation caught up".to_owned(),
-            });
-        }
-        let applied = handle
-            .progress
-            .applied
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let applied = handle.progress.applied.load(Ordering::Relaxed);
         let behind: u64 = served
             .iter()
             .map(|(p, next)| next.saturating_sub(ours.get(p).copied().unwrap_or(0)))
@@ -524,7 +541,32 @@ async fn build(
             hold = Some(served_handle.store.lock_writes().await);
             continue;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if stop_gone || *stopping.borrow() {
+            drop(hold);
+            return Err(match worker.stop().await {
+                Err(error) => {
+                    ServingError::Failed(format!("the new generation's worker failed: {error}"))
+                }
+                Ok(()) => ServingError::Unavailable(
+                    "stopped before the new generation caught up".to_owned(),
+                ),
+            });
+        }
+        tokio::select! {
+            _ = served_moved.changed() => {}
+            _ = ours_moved.changed() => {}
+            changed = stopping.changed() => stop_gone = changed.is_err(),
+            ended = &mut worker.task => {
+                drop(hold);
+                let why = match worker_ended(ended) {
+                    Err(error) => error.to_string(),
+                    Ok(()) => "stopped unexpectedly".to_owned(),
+                };
+                return Err(ServingError::Failed(format!(
+                    "the new generation's worker failed: {why}"
+                )));
+            }
+        }
     }
 }
 
@@ -532,29 +574,7 @@ async fn build(
 /// may be when the served worker is held still for the last stretch.
 const CLOSE_ENOUGH: u64 = worker::BATCH as u64;
 
-/// Removes a replaced generation once no request reads it any more (at most
-/// a minute later). Marked first, so a stop in between leaves it to the
-/// next start's clean-up.
-async fn retire(previous: Arc<ProjectionHandle>, dir: PathBuf) {
-    if let Err(error) = generation::mark(&dir, RETIRED) {
-        tracing::warn!(dir = %dir.display(), %error, "cannot mark a retired generation");
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Arc::strong_count(&previous) > 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drop(previous);
-    remove_generation(&dir).await;
-}
-
-async fn remove_generation(dir: &std::path::Path) {
+async fn remove_generation(dir: &Path) {
     let dir = dir.to_path_buf();
-    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((dir, e)),
-        _ => Ok(()),
-    })
-    .await;
-    if let Ok(Err((dir, error))) = removed {
-        tracing::warn!(dir = %dir.display(), %error, "cannot remove a generation directory");
-    }
+    let _ = tokio::task::spawn_blocking(move || generation::remove_dir(&dir)).await;
 }

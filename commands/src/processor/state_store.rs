@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use crate::processor::messages::Snapshot;
-use crate::LogError;
+use crate::messages::Snapshot;
+use crate::CommandsError;
 
 const ORDER: u8 = b'o';
 const PARTITION: u8 = b'p';
@@ -17,8 +17,8 @@ pub struct StateStore {
     tree: sled::Tree,
 }
 
-fn corrupt(e: impl std::fmt::Display) -> LogError {
-    LogError::Corrupt(format!("state store: {e}"))
+fn corrupt(e: impl std::fmt::Display) -> CommandsError {
+    CommandsError::corrupt(format!("state store: {e}"))
 }
 
 fn key(tag: u8, id: &[u8]) -> Vec<u8> {
@@ -29,7 +29,7 @@ fn key(tag: u8, id: &[u8]) -> Vec<u8> {
 }
 
 impl StateStore {
-    pub fn open(dir: &Path) -> Result<Self, LogError> {
+    pub fn open(dir: &Path) -> Result<Self, CommandsError> {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(1000))
@@ -39,7 +39,7 @@ impl StateStore {
         })
     }
 
-    pub fn load(&self, order_id: &str) -> Result<Option<Snapshot>, LogError> {
+    pub fn load(&self, order_id: &str) -> Result<Option<Snapshot>, CommandsError> {
         self.tree
             .get(key(ORDER, order_id.as_bytes()))?
             .map(|bytes| serde_json::from_slice(&bytes).map_err(corrupt))
@@ -47,7 +47,7 @@ impl StateStore {
     }
 
     /// The next command offset of `partition` that the stored states reflect.
-    pub fn applied_offset(&self, partition: u32) -> Result<Option<u64>, LogError> {
+    pub fn applied_offset(&self, partition: u32) -> Result<Option<u64>, CommandsError> {
         self.tree
             .get(key(PARTITION, &partition.to_be_bytes()))?
             .map(|v| {
@@ -65,7 +65,7 @@ impl StateStore {
         partition: u32,
         applied: Option<u64>,
         snapshots: &[(String, Snapshot)],
-    ) -> Result<(), LogError> {
+    ) -> Result<(), CommandsError> {
         let mut batch = sled::Batch::default();
         for (order_id, snapshot) in snapshots {
             batch.insert(

@@ -2,7 +2,7 @@
 //! and consumer group, under one prefix so that several installations (or
 //! test runs) can share a Kafka cluster.
 
-use crate::TopicSpec;
+use eventlog::TopicSpec;
 
 /// The names one installation uses. `Topics::default()` is prefix `orderstore`.
 #[derive(Debug, Clone, PartialEq, Eq)]

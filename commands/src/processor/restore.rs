@@ -6,10 +6,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::envelope::header;
 
-use crate::processor::messages::Snapshot;
+use eventlog::{EventLog, TopicPartition};
+
+use crate::messages::Snapshot;
 use crate::processor::StateStore;
 use crate::topics::Topics;
-use crate::{EventLog, LogError, TopicPartition};
+use crate::CommandsError;
 
 const RESTORE_BATCH: usize = 1000;
 /// How far back from the end the last event time is looked for.
@@ -23,7 +25,7 @@ pub(crate) async fn partition_from_snapshots(
     store: &StateStore,
     partition: u32,
     committed: u64,
-) -> Result<(), LogError> {
+) -> Result<(), CommandsError> {
     let tp = TopicPartition::new(&topics.snapshots, partition);
     let (low, high) = log.watermarks(&tp).await?;
     tracing::info!(
@@ -49,7 +51,7 @@ pub(crate) async fn partition_from_snapshots(
             let order_id = String::from_utf8_lossy(&stored.record.key).into_owned();
             if let Some(value) = stored.record.value {
                 let snapshot: Snapshot = serde_json::from_slice(&value)
-                    .map_err(|e| LogError::Corrupt(format!("snapshot of {order_id}: {e}")))?;
+                    .map_err(|e| CommandsError::corrupt(format!("snapshot of {order_id}: {e}")))?;
                 snapshots.push((order_id, snapshot));
             }
         }
@@ -63,7 +65,7 @@ pub(crate) async fn last_event_time(
     log: &dyn EventLog,
     topics: &Topics,
     partition: u32,
-) -> Result<Option<DateTime<Utc>>, LogError> {
+) -> Result<Option<DateTime<Utc>>, CommandsError> {
     let tp = TopicPartition::new(&topics.events, partition);
     let (low, high) = log.watermarks(&tp).await?;
     if high == low {

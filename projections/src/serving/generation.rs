@@ -2,8 +2,16 @@
 //! and the file `<data>/projections/<name>/CURRENT` naming the served one.
 //! The pointer is replaced atomically (write a temporary file, then rename),
 //! so a reader sees the old generation or the new one, never neither.
+//!
+//! The protocol, for the runner in a serving node and for offline tools
+//! alike: `reserve` a new generation (marked `BUILDING`), fill it,
+//! `complete` it, `switch_generation`, then remove or keep the previous one.
+//! `switch_to_existing` is the offline rollback.
 
 use std::path::{Path, PathBuf};
+
+use crate::serving::ServingError;
+use crate::ProjectionStore;
 
 /// The served generation of a projection (1 when none was ever switched).
 pub fn current_generation(data_dir: &Path, projection: &str) -> u32 {
@@ -142,4 +150,119 @@ pub fn complete_generations(data_dir: &Path, projection: &str) -> Vec<u32> {
         .unwrap_or_default();
     out.sort_unstable();
     out
+}
+
+/// Removes a generation's directory (logged, not returned: a directory left
+/// behind is marked and goes at the next start).
+pub fn remove_dir(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a generation directory");
+        }
+        _ => {}
+    }
+}
+
+/// A generation reserved for building: its number, directory and store.
+#[derive(Debug)]
+pub struct Reserved {
+    pub version: u32,
+    pub dir: PathBuf,
+    pub store: ProjectionStore,
+}
+
+/// Reserves the next generation of `projection`: creates its directory,
+/// marks it `BUILDING` and opens its store.
+pub fn reserve(data_dir: &Path, projection: &str) -> Result<Reserved, ServingError> {
+    let version = next_generation(data_dir, projection);
+    let dir = generation_dir(data_dir, projection, version);
+    let io = |source| ServingError::Io {
+        what: "cannot create",
+        dir: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    mark(&dir, BUILDING).map_err(io)?;
+    let store = ProjectionStore::open(&dir)?;
+    Ok(Reserved {
+        version,
+        dir,
+        store,
+    })
+}
+
+/// A built generation is complete: it may be switched to and read.
+pub fn complete(dir: &Path) -> Result<(), ServingError> {
+    unmark(dir, BUILDING).map_err(|source| ServingError::Io {
+        what: "cannot complete",
+        dir: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Whether `generation` of `projection` is on disk, complete, and not the
+/// served one: what a switch needs. Answers the served generation.
+pub fn check_switch(
+    data_dir: &Path,
+    projection: &str,
+    generation: u32,
+) -> Result<u32, ServingError> {
+    let served = current_generation(data_dir, projection);
+    if generation == served {
+        return Err(ServingError::Conflict(format!(
+            "{projection} v{generation} is already served"
+        )));
+    }
+    let dir = generation_dir(data_dir, projection, generation);
+    if !dir.exists() || dir.join(RETIRED).exists() {
+        return Err(ServingError::NotFound(format!(
+            "there is no generation v{generation} of {projection} in {}",
+            data_dir.display()
+        )));
+    }
+    if dir.join(BUILDING).exists() {
+        return Err(ServingError::Unavailable(format!(
+            "{projection} v{generation} was never finished (a rebuild stopped half-way)"
+        )));
+    }
+    Ok(served)
+}
+
+/// Points `CURRENT` at an existing, complete generation (no server runs:
+/// the next start serves it and catches it up). Answers the generation
+/// served before, which is kept.
+pub fn switch_to_existing(
+    data_dir: &Path,
+    projection: &str,
+    generation: u32,
+) -> Result<u32, ServingError> {
+    let served = check_switch(data_dir, projection, generation)?;
+    switch_generation(data_dir, projection, generation).map_err(|source| ServingError::Io {
+        what: "cannot switch",
+        dir: data_dir.join("projections").join(projection),
+        source,
+    })?;
+    Ok(served)
+}
+
+/// The served generation's store of `projection`, for offline tools.
+pub fn open_served(
+    data_dir: &Path,
+    projection: &str,
+) -> Result<(u32, ProjectionStore), ServingError> {
+    let version = current_generation(data_dir, projection);
+    let dir = generation_dir(data_dir, projection, version);
+    if !dir.exists() {
+        return Err(ServingError::NotFound(format!(
+            "no {projection} read model in {}",
+            data_dir.display()
+        )));
+    }
+    let store = ProjectionStore::open(&dir).map_err(|e| {
+        ServingError::Unavailable(format!(
+            "cannot open {}: is `orderstore serve` running on it? Stop it first ({e})",
+            dir.display()
+        ))
+    })?;
+    Ok((version, store))
 }

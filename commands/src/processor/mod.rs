@@ -8,9 +8,8 @@
 //! backwards within a partition.
 
 mod batch;
-pub mod messages;
 mod restore;
-pub mod state_store;
+mod state_store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -19,9 +18,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use eventlog::{EventLog, LogConsumer, TopicPartition};
+
 use crate::topics::Topics;
-use crate::{EventLog, LogConsumer, LogError, TopicPartition};
-pub use messages::{CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot};
+use crate::CommandsError;
 pub use state_store::StateStore;
 
 /// Where time comes from; injected so tests control it.
@@ -70,7 +70,7 @@ impl CommandProcessor {
         log: Arc<dyn EventLog>,
         store: StateStore,
         clock: Arc<dyn Clock>,
-    ) -> Result<(Self, Box<dyn LogConsumer>), LogError> {
+    ) -> Result<(Self, Box<dyn LogConsumer>), CommandsError> {
         // Fence any previous owner first, so no zombie commits behind the
         // state restored when partitions are adopted.
         log.init_transactions().await?;
@@ -95,7 +95,7 @@ impl CommandProcessor {
     /// Takes ownership of partitions: restores their state from the
     /// snapshots topic unless the local store already reflects the group's
     /// committed offset, and learns their last event time.
-    pub async fn adopt(&mut self, partitions: &BTreeSet<u32>) -> Result<(), LogError> {
+    pub async fn adopt(&mut self, partitions: &BTreeSet<u32>) -> Result<(), CommandsError> {
         let topics = &self.topics;
         for &partition in partitions {
             let committed =
@@ -111,7 +111,10 @@ impl CommandProcessor {
     }
 
     /// Follows the group's assignment: drops revoked partitions, adopts new ones.
-    async fn follow_assignment(&mut self, assignment: Vec<TopicPartition>) -> Result<(), LogError> {
+    async fn follow_assignment(
+        &mut self,
+        assignment: Vec<TopicPartition>,
+    ) -> Result<(), CommandsError> {
         let assigned: BTreeSet<u32> = assignment
             .into_iter()
             .filter(|tp| tp.topic == self.topics.commands)
@@ -138,7 +141,7 @@ impl CommandProcessor {
         mut self,
         mut commands: Box<dyn LogConsumer>,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), CommandsError> {
         tokio::pin!(shutdown);
         loop {
             let mut records = tokio::select! {
@@ -177,7 +180,7 @@ pub async fn restore_partition(
     topics: &Topics,
     store: &StateStore,
     partition: u32,
-) -> Result<u64, LogError> {
+) -> Result<u64, CommandsError> {
     let tp = TopicPartition::new(&topics.commands, partition);
     let committed = log
         .committed(&topics.processor_group(), &tp)
@@ -197,13 +200,13 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     max_batch: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), LogError> {
+) -> Result<(), CommandsError> {
     let config = ProcessorConfig { topics, max_batch };
     // After a transient failure (the cluster away, an aborted or fenced
     // transaction) start over: rejoin, restore, resume from committed offsets.
-    crate::retry_transient(
+    eventlog::retry_transient(
         "command processor",
-        crate::shared_shutdown(shutdown),
+        eventlog::shared_shutdown(shutdown),
         |shutdown| {
             let (config, log, store, clock) =
                 (config.clone(), log.clone(), store.clone(), clock.clone());

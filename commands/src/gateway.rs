@@ -8,13 +8,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::Command;
-use eventlog::processor::{CommandMessage, Reply};
-use eventlog::topics::Topics;
 use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
 use tokio::sync::oneshot;
 
-use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::messages::{CommandMessage, Outcome, Reply, ReplyEvent};
+use crate::topics::Topics;
+use crate::CommandsError;
+
+/// A command the processor accepted (or had accepted before: a repeat).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub order_id: String,
+    /// Aggregate version after the command.
+    pub version: u64,
+    /// The events the command wrote (the original ones on a repeat).
+    pub events: Vec<ReplyEvent>,
+    /// Pass as `consistentWith` to read your own write.
+    pub consistency_token: String,
+}
 
 type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<Reply>>>>>;
 
@@ -27,7 +38,6 @@ pub struct CommandGateway {
     instance: String,
     waiters: Waiters,
     timeout: Duration,
-    metrics: Arc<Metrics>,
 }
 
 impl CommandGateway {
@@ -37,7 +47,6 @@ impl CommandGateway {
         log: Arc<dyn EventLog>,
         topics: &Topics,
         timeout: Duration,
-        metrics: Arc<Metrics>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), LogError> {
         let mut assignment = Vec::new();
@@ -54,7 +63,6 @@ impl CommandGateway {
             instance: uuid::Uuid::new_v4().to_string(),
             waiters: Arc::default(),
             timeout,
-            metrics,
         });
         let instance = gateway.instance.clone();
         let waiters = gateway.waiters.clone();
@@ -85,15 +93,21 @@ impl CommandGateway {
         Ok((gateway, router))
     }
 
-    /// Sends a command and waits for its outcome.
-    pub async fn send(&self, command: Command, correlation_id: String) -> Result<Reply, ApiError> {
+    /// Sends a command and waits for its outcome: accepted, or
+    /// `CommandsError::Rejected` with the domain's reason, or a timeout
+    /// (the command may still apply).
+    pub async fn send(
+        &self,
+        command: Command,
+        correlation_id: String,
+    ) -> Result<Accepted, CommandsError> {
         let started = Instant::now();
         let command_id = command.command_id.to_string();
         let order_id = command.order_id.to_string();
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
-            .map_err(ApiError::internal)?
+            .map_err(|_| CommandsError::Stopped)?
             .entry(command_id.clone())
             .or_default()
             .push(tx);
@@ -102,7 +116,7 @@ impl CommandGateway {
             correlation_id: correlation_id.clone(),
             reply_to: self.instance.clone(),
         };
-        let value = serde_json::to_vec(&message).map_err(ApiError::internal)?;
+        let value = serde_json::to_vec(&message).map_err(CommandsError::corrupt)?;
         let record = Record {
             key: order_id.as_bytes().to_vec(),
             value: Some(value),
@@ -120,9 +134,8 @@ impl CommandGateway {
             record,
         }]);
         let reply = async {
-            append.await.map_err(ApiError::internal)?;
-            rx.await
-                .map_err(|_| ApiError::internal("the reply router stopped"))
+            append.await?;
+            rx.await.map_err(|_| CommandsError::Stopped)
         };
         let reply = match tokio::time::timeout_at(deadline.into(), reply).await {
             Ok(Ok(reply)) => reply,
@@ -132,20 +145,31 @@ impl CommandGateway {
             }
             Err(_) => {
                 self.forget(&command_id);
-                self.metrics
-                    .record_command(started.elapsed().as_secs_f64(), "timeout");
-                return Err(ApiError::timeout(format!(
-                    "no reply to command {command_id} within {} ms; it may still be applied: retry with the same idempotencyKey to learn its outcome",
-                    self.timeout.as_millis()
-                )));
+                return Err(CommandsError::Timeout {
+                    command_id,
+                    waited_ms: self.timeout.as_millis(),
+                });
             }
         };
-        let outcome = match &reply.outcome {
-            eventlog::processor::Outcome::Accepted { .. } => "accepted",
-            eventlog::processor::Outcome::Rejected(_) => "rejected",
+        let Reply {
+            order_id, outcome, ..
+        } = reply;
+        let (answer, outcome) = match outcome {
+            Outcome::Accepted {
+                version,
+                events,
+                consistency_token,
+            } => (
+                Ok(Accepted {
+                    order_id: order_id.clone(),
+                    version,
+                    events,
+                    consistency_token,
+                }),
+                "accepted",
+            ),
+            Outcome::Rejected(rejection) => (Err(CommandsError::Rejected(rejection)), "rejected"),
         };
-        self.metrics
-            .record_command(started.elapsed().as_secs_f64(), outcome);
         tracing::info!(
             order_id,
             command_id,
@@ -153,7 +177,7 @@ impl CommandGateway {
             outcome,
             "command answered"
         );
-        Ok(reply)
+        answer
     }
 
     fn forget(&self, command_id: &str) {

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use commands::processor;
+use commands::Topics;
+use commands::{Clock, CommandMessage, Outcome, Reply, Snapshot, StateStore};
 use domain::order::{ConfirmPayment, LineItemInput, PlaceOrder};
 use domain::{
     evolve, initial_state, Command, CommandBody, CommandId, OrderId, OrderState, RecordedEvent,
 };
 use eventlog::embedded::EmbeddedLog;
-use eventlog::processor::{self, Clock, CommandMessage, Outcome, Reply, Snapshot, StateStore};
-use eventlog::topics::Topics;
 use eventlog::{EventLog, LogConsumer, OutgoingRecord, Record, TopicPartition};
 use tokio::sync::oneshot;
 
@@ -162,7 +163,7 @@ fn accepted(reply: &Reply) -> (u64, Vec<(u32, u64)>, String) {
 
 fn rejected_code(reply: &Reply) -> String {
     match &reply.outcome {
-        Outcome::Rejected(r) => r.code.clone(),
+        Outcome::Rejected(r) => r.code.to_string(),
         other => panic!("expected rejection, got {other:?}"),
     }
 }

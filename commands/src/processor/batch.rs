@@ -6,11 +6,12 @@ use std::time::Duration;
 use domain::{decide, evolve, EventMeta, Recorded, RecordedEvent};
 use uuid::Uuid;
 
-use crate::processor::messages::{
-    consistency_token, CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot,
-};
+use eventlog::{GroupOffset, OutgoingRecord, Record, StoredRecord, TopicPartition};
+
+use crate::consistency::consistency_token;
+use crate::messages::{CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot};
 use crate::processor::CommandProcessor;
-use crate::{GroupOffset, LogError, OutgoingRecord, Record, StoredRecord, TopicPartition};
+use crate::CommandsError;
 
 /// Namespace of event ids: uuid v5 of "order/sequence", so a retried
 /// transaction writes the same ids.
@@ -26,6 +27,7 @@ enum Decision {
     Rejected(RejectionReply),
 }
 
+/// One command of the batch and what was decided for it.
 #[derive(Debug)]
 struct Decided {
     message: CommandMessage,
@@ -33,10 +35,26 @@ struct Decided {
     decision: Decision,
 }
 
+impl Decided {
+    /// The events this command writes (none unless accepted).
+    fn events(&self) -> &[RecordedEvent] {
+        match &self.decision {
+            Decision::Accepted(events) => events,
+            _ => &[],
+        }
+    }
+}
+
+/// The orders a batch touched, with their snapshots as the batch leaves them.
+type Touched = HashMap<String, (u32, Snapshot)>;
+
 impl CommandProcessor {
-    pub(crate) async fn process(&mut self, records: Vec<StoredRecord>) -> Result<(), LogError> {
+    pub(crate) async fn process(
+        &mut self,
+        records: Vec<StoredRecord>,
+    ) -> Result<(), CommandsError> {
         let mut next_offsets: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut touched: HashMap<String, (u32, Snapshot)> = HashMap::new();
+        let mut touched = Touched::new();
         let mut decided = Vec::with_capacity(records.len());
         for stored in records {
             next_offsets.insert(stored.partition, stored.offset + 1);
@@ -54,56 +72,47 @@ impl CommandProcessor {
         let mut txn = self.log.begin().await?;
         let events: Vec<OutgoingRecord> = decided
             .iter()
-            .filter_map(|d| match &d.decision {
-                Decision::Accepted(events) => Some(
-                    events
-                        .iter()
-                        .map(|e| event_record(&self.topics.events, e, d.partition)),
-                ),
-                _ => None,
+            .flat_map(|d| {
+                d.events()
+                    .iter()
+                    .map(|e| event_record(&self.topics.events, e, d.partition))
             })
-            .flatten()
             .collect();
+        let sent = events.len();
         let positions = txn.send(events).await?;
-        // Record where each new event landed, in the order they were sent.
-        let mut landed = positions.iter();
-        let mut accepted_views: Vec<(u64, Vec<ReplyEvent>)> = Vec::new();
-        // Events of this batch by (order, sequence): a repeat of a command
-        // decided earlier in the batch is answered from here, since its
-        // events are not committed yet and cannot be read back.
-        let mut in_batch: HashMap<(String, u64), ReplyEvent> = HashMap::new();
-        for d in &decided {
-            if let Decision::Accepted(events) = &d.decision {
-                let mut views = Vec::with_capacity(events.len());
-                for event in events {
-                    let position = landed
-                        .next()
-                        .ok_or_else(|| LogError::Invalid("missing position".into()))?;
-                    if let Some((_, snapshot)) = touched.get_mut(&event.envelope.subject) {
-                        snapshot.event_offsets.push(position.offset);
-                    }
-                    let view = ReplyEvent {
-                        partition: position.partition,
-                        offset: position.offset,
-                        cloudevent: event.to_cloudevent_json(),
-                    };
-                    in_batch.insert(
-                        (event.envelope.subject.clone(), event.envelope.sequence),
-                        view.clone(),
-                    );
-                    views.push(view);
-                }
-                let version = events.last().map_or(0, |e| e.envelope.sequence);
-                accepted_views.push((version, views));
-            }
+        if positions.len() != sent {
+            return Err(CommandsError::corrupt(format!(
+                "the log answered {} positions for {sent} events",
+                positions.len()
+            )));
         }
-
+        // One pass in command order: each command takes exactly the
+        // positions of its own events, and a repeat of a command decided
+        // earlier in the batch finds those events (not committed yet, so not
+        // readable from the log) in `in_batch`.
+        let mut positions = positions.into_iter();
+        let mut in_batch: HashMap<(String, u64), ReplyEvent> = HashMap::new();
         let mut replies = Vec::with_capacity(decided.len());
-        let mut accepted = accepted_views.into_iter();
         for d in &decided {
             let outcome = match &d.decision {
-                Decision::Accepted(_) => {
-                    let (version, views) = accepted.next().unwrap_or_default();
+                Decision::Accepted(events) => {
+                    let mut views = Vec::with_capacity(events.len());
+                    for (event, position) in events.iter().zip(positions.by_ref()) {
+                        if let Some((_, snapshot)) = touched.get_mut(&event.envelope.subject) {
+                            snapshot.event_offsets.push(position.offset);
+                        }
+                        let view = ReplyEvent {
+                            partition: position.partition,
+                            offset: position.offset,
+                            cloudevent: event.to_cloudevent_json(),
+                        };
+                        in_batch.insert(
+                            (event.envelope.subject.clone(), event.envelope.sequence),
+                            view.clone(),
+                        );
+                        views.push(view);
+                    }
+                    let version = events.last().map_or(0, |e| e.envelope.sequence);
                     accepted_outcome(version, views)
                 }
                 Decision::Repeat => {
@@ -149,8 +158,8 @@ impl CommandProcessor {
         &mut self,
         message: &CommandMessage,
         partition: u32,
-        touched: &mut HashMap<String, (u32, Snapshot)>,
-    ) -> Result<Decision, LogError> {
+        touched: &mut Touched,
+    ) -> Result<Decision, CommandsError> {
         let order_id = message.command.order_id.to_string();
         if !touched.contains_key(&order_id) {
             let snapshot = self.store.load(&order_id)?.unwrap_or_else(Snapshot::empty);
@@ -158,7 +167,7 @@ impl CommandProcessor {
         }
         let command_id = message.command.command_id.to_string();
         let Some((_, snapshot)) = touched.get(&order_id) else {
-            return Err(LogError::Invalid("order vanished from the batch".into()));
+            return Err(CommandsError::corrupt("order vanished from the batch"));
         };
         if let Some(rejection) = snapshot.rejection_of(&command_id) {
             return Ok(Decision::Rejected(rejection.clone()));
@@ -195,7 +204,7 @@ impl CommandProcessor {
             }
             Err(rejection) => {
                 let reply = RejectionReply::from(&rejection);
-                tracing::debug!(order_id, command_id, code = reply.code, correlation_id = %message.correlation_id, "command rejected");
+                tracing::debug!(order_id, command_id, code = reply.code.as_str(), correlation_id = %message.correlation_id, "command rejected");
                 if let Some((_, snapshot)) = touched.get_mut(&order_id) {
                     snapshot.remember_rejection(&command_id, reply.clone());
                 }
@@ -210,15 +219,15 @@ impl CommandProcessor {
         &mut self,
         message: &CommandMessage,
         partition: u32,
-        touched: &HashMap<String, (u32, Snapshot)>,
+        touched: &Touched,
         in_batch: &HashMap<(String, u64), ReplyEvent>,
-    ) -> Result<Outcome, LogError> {
+    ) -> Result<Outcome, CommandsError> {
         let order_id = message.command.order_id.to_string();
         let Some((_, snapshot)) = touched.get(&order_id) else {
-            return Err(LogError::Invalid("order vanished from the batch".into()));
+            return Err(CommandsError::corrupt("order vanished from the batch"));
         };
         let Some((first, last)) = snapshot.state.outcome_of(&message.command.command_id) else {
-            return Err(LogError::Invalid("a repeat without an outcome".into()));
+            return Err(CommandsError::corrupt("a repeat without an outcome"));
         };
         let mut views = Vec::new();
         let tp = TopicPartition::new(&self.topics.events, partition);
@@ -227,26 +236,42 @@ impl CommandProcessor {
                 views.push(view.clone());
                 continue;
             }
-            let Some(&offset) = snapshot.event_offsets.get((sequence - 1) as usize) else {
-                continue;
+            let unreadable = |offset| CommandsError::RepeatUnreadable {
+                command_id: message.command.command_id.to_string(),
+                sequence,
+                partition,
+                offset,
             };
+            let offset = snapshot
+                .event_offsets
+                .get((sequence - 1) as usize)
+                .copied()
+                .ok_or_else(|| {
+                    CommandsError::corrupt(format!(
+                        "the snapshot of {order_id} has no offset for sequence {sequence}"
+                    ))
+                })?;
             self.repeat_reader
                 .assign(vec![(tp.clone(), offset)])
                 .await?;
             let found = self.repeat_reader.poll(1, Duration::from_secs(5)).await?;
-            let Some(stored) = found.into_iter().find(|r| r.offset == offset) else {
-                continue;
-            };
-            let Some(value) = &stored.record.value else {
-                continue;
-            };
-            if let Ok(event) = RecordedEvent::decode(&stored.record.headers, value) {
-                views.push(ReplyEvent {
-                    partition,
-                    offset,
-                    cloudevent: event.to_cloudevent_json(),
-                });
-            }
+            let stored = found
+                .into_iter()
+                .find(|r| r.offset == offset)
+                .ok_or_else(|| unreadable(offset))?;
+            let value = stored
+                .record
+                .value
+                .as_ref()
+                .ok_or_else(|| unreadable(offset))?;
+            let event = RecordedEvent::decode(&stored.record.headers, value).map_err(|e| {
+                CommandsError::corrupt(format!("event at {partition}:{offset}: {e}"))
+            })?;
+            views.push(ReplyEvent {
+                partition,
+                offset,
+                cloudevent: event.to_cloudevent_json(),
+            });
         }
         Ok(accepted_outcome(last, views))
     }
@@ -294,8 +319,8 @@ fn snapshot_record(
     order_id: &str,
     partition: u32,
     snapshot: &Snapshot,
-) -> Result<OutgoingRecord, LogError> {
-    let value = serde_json::to_vec(snapshot).map_err(|e| LogError::Invalid(e.to_string()))?;
+) -> Result<OutgoingRecord, CommandsError> {
+    let value = serde_json::to_vec(snapshot).map_err(CommandsError::corrupt)?;
     let timestamp_ms = snapshot
         .state
         .order
@@ -317,14 +342,14 @@ fn reply_record(
     topic: &str,
     message: &CommandMessage,
     outcome: Outcome,
-) -> Result<OutgoingRecord, LogError> {
+) -> Result<OutgoingRecord, CommandsError> {
     let reply = Reply {
         command_id: message.command.command_id.to_string(),
         order_id: message.command.order_id.to_string(),
         reply_to: message.reply_to.clone(),
         outcome,
     };
-    let value = serde_json::to_vec(&reply).map_err(|e| LogError::Invalid(e.to_string()))?;
+    let value = serde_json::to_vec(&reply).map_err(CommandsError::corrupt)?;
     Ok(OutgoingRecord {
         topic: topic.to_owned(),
         partition: None,

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
-use eventlog::topics::Topics;
+use commands::Topics;
 use eventlog::{EventLog, LogConsumer, LogError, TopicPartition};
 
-use crate::read_models::ProjectionHandle;
+use crate::serving::ProjectionHandle;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lag {

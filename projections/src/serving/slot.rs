@@ -1,26 +1,68 @@
-//! The read models a serving node holds: each projection's store and
-//! progress, and the waits that make read-your-writes work.
+//! The read models a serving node holds: each projection's slot (the
+//! served generation behind one pointer swap, rebuild progress, other
+//! generations opened read-only), and the waits that make read-your-writes
+//! work.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use eventlog::processor::messages::parse_consistency_tokens;
-use projections::worker::Progress;
-use projections::ProjectionStore;
+use commands::parse_consistency_tokens;
 
-use crate::error::ApiError;
+use crate::serving::{generation, ServingError};
+use crate::worker::{Progress, Projection};
+use crate::ProjectionStore;
 
-/// One projection as the API sees it.
-#[derive(Debug, Clone)]
+/// One generation of one projection, as requests read it. Requests hold it
+/// by `Arc`; a retired generation's directory goes when the last one lets
+/// go of it.
+#[derive(Debug)]
 pub struct ProjectionHandle {
     pub name: &'static str,
-    /// The blue/green generation being served.
+    /// The blue/green generation.
     pub version: u32,
     pub store: ProjectionStore,
     pub progress: Arc<Progress>,
+    /// Declared after `store`, so it is dropped after it: the files are
+    /// removed once the store is closed.
+    retired: RemoveOnDrop,
+}
+
+impl ProjectionHandle {
+    pub fn new(name: &'static str, version: u32, store: ProjectionStore) -> Self {
+        Self {
+            name,
+            version,
+            store,
+            progress: Arc::new(Progress::default()),
+            retired: RemoveOnDrop::default(),
+        }
+    }
+
+    /// Marks this generation retired (on disk, so a crash leaves it to the
+    /// next start's clean-up) and removes its directory when the last
+    /// holder drops it.
+    pub fn retire(&self, dir: PathBuf) {
+        if let Err(error) = generation::mark(&dir, generation::RETIRED) {
+            tracing::warn!(dir = %dir.display(), %error, "cannot mark a retired generation");
+        }
+        let _ = self.retired.0.set(dir);
+    }
+}
+
+/// A directory to remove when dropped, if one was set.
+#[derive(Debug, Default)]
+struct RemoveOnDrop(OnceLock<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            // Off the caller's thread: a request or a runtime worker drops it.
+            std::thread::spawn(move || generation::remove_dir(&dir));
+        }
+    }
 }
 
 /// How often a waiting read looks whether another generation is served.
@@ -63,6 +105,8 @@ struct Rebuilds {
 #[derive(Debug)]
 pub struct ProjectionSlot {
     pub name: &'static str,
+    /// The projection's code.
+    pub projection: Arc<dyn Projection>,
     served: RwLock<Arc<ProjectionHandle>>,
     rebuilds: Mutex<Rebuilds>,
     /// Where the generations live, for queries of other generations.
@@ -73,9 +117,10 @@ pub struct ProjectionSlot {
 }
 
 impl ProjectionSlot {
-    pub fn new(handle: ProjectionHandle, data_dir: &Path) -> Self {
+    pub fn new(projection: Arc<dyn Projection>, handle: ProjectionHandle, data_dir: &Path) -> Self {
         Self {
             name: handle.name,
+            projection,
             served: RwLock::new(Arc::new(handle)),
             rebuilds: Mutex::new(Rebuilds::default()),
             data_dir: data_dir.to_path_buf(),
@@ -90,29 +135,32 @@ impl ProjectionSlot {
         token: Option<&str>,
         generation: Option<i32>,
         timeout: Duration,
-    ) -> Result<Arc<ProjectionHandle>, ApiError> {
+    ) -> Result<Arc<ProjectionHandle>, ServingError> {
         let Some(generation) = generation else {
             return self.wait_for(token, timeout).await;
         };
         let generation = u32::try_from(generation)
             .ok()
             .filter(|g| *g >= 1)
-            .ok_or_else(|| ApiError::invalid("generation", "must be 1 or more"))?;
+            .ok_or_else(|| ServingError::Invalid {
+                field: "generation",
+                reason: "must be 1 or more".into(),
+            })?;
         if generation == self.served().version {
             return self.wait_for(token, timeout).await;
         }
         if token.is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::invalid(
-                "consistentWith",
-                "applies to the served generation only; another generation does not follow the log",
-            ));
+            return Err(ServingError::Invalid {
+                field: "consistentWith",
+                reason: "applies to the served generation only; another generation does not follow the log".into(),
+            });
         }
         self.other(generation)
     }
 
     /// The generations on disk that queries and switches may name.
     pub fn generations(&self) -> Vec<u32> {
-        projections::generation::complete_generations(&self.data_dir, self.name)
+        generation::complete_generations(&self.data_dir, self.name)
     }
 
     fn others(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<ProjectionHandle>>> {
@@ -123,7 +171,7 @@ impl ProjectionSlot {
     }
 
     /// Another generation, opened once and kept open.
-    fn other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
+    fn other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ServingError> {
         let mut others = self.others();
         if let Some(handle) = others.get(&generation) {
             return Ok(handle.clone());
@@ -134,7 +182,7 @@ impl ProjectionSlot {
     }
 
     /// Another generation, to be served: taken out of the read-only ones.
-    pub(crate) fn take_other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
+    pub fn take_other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ServingError> {
         let mut others = self.others();
         match others.remove(&generation) {
             Some(handle) => Ok(handle),
@@ -143,32 +191,29 @@ impl ProjectionSlot {
     }
 
     /// A generation no longer served, kept readable.
-    pub(crate) fn keep_other(&self, handle: Arc<ProjectionHandle>) {
+    pub fn keep_other(&self, handle: Arc<ProjectionHandle>) {
         self.others().insert(handle.version, handle);
     }
 
-    fn open_other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ApiError> {
-        let dir = projections::generation::generation_dir(&self.data_dir, self.name, generation);
+    fn open_other(&self, generation: u32) -> Result<Arc<ProjectionHandle>, ServingError> {
+        let dir = generation::generation_dir(&self.data_dir, self.name, generation);
         let marked = |marker| dir.join(marker).exists();
-        if !dir.exists() || marked(projections::generation::RETIRED) {
-            return Err(ApiError::not_found(format!(
+        if !dir.exists() || marked(generation::RETIRED) {
+            return Err(ServingError::NotFound(format!(
                 "there is no generation v{generation} of {}",
                 self.name
             )));
         }
-        if marked(projections::generation::BUILDING) {
-            return Err(ApiError::unavailable(format!(
+        if marked(generation::BUILDING) {
+            return Err(ServingError::Unavailable(format!(
                 "generation v{generation} of {} is being built",
                 self.name
             )));
         }
-        let store = ProjectionStore::open(&dir).map_err(ApiError::internal)?;
-        Ok(Arc::new(ProjectionHandle {
-            name: self.name,
-            version: generation,
-            store,
-            progress: Arc::new(Progress::default()),
-        }))
+        let store = ProjectionStore::open(&dir)?;
+        Ok(Arc::new(ProjectionHandle::new(
+            self.name, generation, store,
+        )))
     }
 
     /// The generation served now. A request keeps using the one it got,
@@ -211,15 +256,15 @@ impl ProjectionSlot {
         &self,
         token: Option<&str>,
         timeout: Duration,
-    ) -> Result<Arc<ProjectionHandle>, ApiError> {
+    ) -> Result<Arc<ProjectionHandle>, ServingError> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(self.served());
         };
-        let positions = parse_consistency_tokens(token).ok_or_else(|| {
-            ApiError::invalid(
-                "consistentWith",
-                "not a consistency token (expected partition:offset, several joined with commas)",
-            )
+        let positions = parse_consistency_tokens(token).ok_or_else(|| ServingError::Invalid {
+            field: "consistentWith",
+            reason:
+                "not a consistency token (expected partition:offset, several joined with commas)"
+                    .into(),
         })?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -238,58 +283,60 @@ impl ProjectionSlot {
                 return Ok(served);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::timeout(format!(
-                    "the {} projection did not reach {token} within {} ms",
-                    self.name,
-                    timeout.as_millis()
-                )));
+                return Err(ServingError::Timeout {
+                    projection: self.name,
+                    token: token.to_owned(),
+                    waited_ms: timeout.as_millis(),
+                });
             }
         }
     }
 
-    pub(crate) fn set_rebuilding(&self, status: Option<RebuildStatus>) {
+    pub fn set_rebuilding(&self, status: Option<RebuildStatus>) {
         self.rebuilds().running = status;
     }
 
-    pub(crate) fn finish_rebuild(&self, outcome: RebuildOutcome) {
+    pub fn finish_rebuild(&self, outcome: RebuildOutcome) {
         let mut rebuilds = self.rebuilds();
         rebuilds.running = None;
         rebuilds.last = Some(outcome);
     }
 }
 
-/// The three read models of a node.
+/// The read models of a node: one slot per projection of the registry.
 #[derive(Debug, Clone)]
 pub struct ReadModels {
-    pub history: Arc<ProjectionSlot>,
-    pub customer: Arc<ProjectionSlot>,
-    pub finance: Arc<ProjectionSlot>,
+    slots: Vec<Arc<ProjectionSlot>>,
 }
 
 impl ReadModels {
-    pub fn new(
-        data_dir: &Path,
-        history: ProjectionHandle,
-        customer: ProjectionHandle,
-        finance: ProjectionHandle,
-    ) -> Self {
+    pub fn new(slots: Vec<ProjectionSlot>) -> Self {
         Self {
-            history: Arc::new(ProjectionSlot::new(history, data_dir)),
-            customer: Arc::new(ProjectionSlot::new(customer, data_dir)),
-            finance: Arc::new(ProjectionSlot::new(finance, data_dir)),
+            slots: slots.into_iter().map(Arc::new).collect(),
         }
     }
 
-    pub fn slots(&self) -> [&Arc<ProjectionSlot>; 3] {
-        [&self.history, &self.customer, &self.finance]
+    /// Every slot, in the registry's order.
+    pub fn slots(&self) -> &[Arc<ProjectionSlot>] {
+        &self.slots
     }
 
     /// The served generation of every projection.
     pub fn all(&self) -> Vec<Arc<ProjectionHandle>> {
-        self.slots().iter().map(|slot| slot.served()).collect()
+        self.slots.iter().map(|slot| slot.served()).collect()
     }
 
     pub fn slot(&self, name: &str) -> Option<&Arc<ProjectionSlot>> {
-        self.slots().into_iter().find(|slot| slot.name == name)
+        self.slots.iter().find(|slot| slot.name == name)
+    }
+
+    /// The slot of `name`; an unknown name is invalid input on `field`.
+    pub fn named(
+        &self,
+        name: &str,
+        field: &'static str,
+    ) -> Result<&Arc<ProjectionSlot>, ServingError> {
+        self.slot(name)
+            .ok_or_else(|| ServingError::unknown_projection(field))
     }
 }

@@ -1,0 +1,273 @@
+//! The command line: every subcommand and flag of `orderstore`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderstore",
+    version,
+    about = "Event-sourced order store with CQRS projections on Apache Kafka"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run a node: GraphQL API, command processor and projections (embedded log in --data-dir).
+    Serve(ServeArgs),
+    /// Generate a realistic workload against a running server.
+    Load(LoadArgs),
+    /// Look at orders as the log has them, at any time.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// Replay the log: rebuild, switch and verify projections; verify snapshots.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+    /// Benchmarks, reported against raw peers measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Dead letters of a projection (through the server that owns the data
+    /// directory when one runs, else from its files).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Every dead letter, oldest position first.
+    List {
+        /// history, customer or finance (default: all three).
+        #[arg(long)]
+        projection: Option<String>,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One dead letter in full: headers, error, payload.
+    Show {
+        projection: String,
+        /// partition:offset of the event in the events topic.
+        position: String,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Apply the parked events again, in order (after the cause is fixed).
+    Retry {
+        projection: String,
+        /// Only this order.
+        #[arg(long)]
+        order: Option<String>,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Drop one dead letter for good.
+    Discard {
+        projection: String,
+        position: String,
+        /// Required: discarding loses the event for this read model.
+        #[arg(long)]
+        confirm: bool,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Rebuild all three projections from N generated events on the embedded
+    /// log (or Kafka), against a raw consumer and raw sled ingest of the same size.
+    Rebuild {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Scratch directory (default: a temporary one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Run on this Kafka cluster instead (fresh `bench-<id>.*` topics,
+        /// left behind; the raw consumer is a plain rdkafka consumer).
+        #[arg(long)]
+        kafka: Option<String>,
+    },
+}
+
+/// Which log a tool reads when no server owns --data-dir: the embedded one
+/// in --data-dir, or a Kafka cluster.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "ORDERSTORE_KAFKA")]
+    pub kafka: Option<String>,
+    #[arg(long, default_value = "orderstore", env = "ORDERSTORE_TOPIC_PREFIX")]
+    pub topic_prefix: String,
+}
+
+/// How a tool reaches a running server that owns the data directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The server's base URL (default: the one recorded in the data directory
+    /// by a running `serve`, if it answers).
+    #[arg(long, env = "ORDERSTORE_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token of that server.
+    #[arg(long, env = "ORDERSTORE_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
+    /// The order's state at a time (default now) and the events that made it.
+    Order {
+        id: String,
+        /// RFC 3339 time, e.g. 2026-11-27T09:30:00Z.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The fields that changed between two times, and the events in between.
+    Diff {
+        id: String,
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        #[arg(long)]
+        to: chrono::DateTime<chrono::Utc>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplayCommand {
+    /// Build a projection (or all) anew from the events topic into its next
+    /// generation, then serve that generation. When a server owns the data
+    /// directory it does the work (the API keeps answering and switches when
+    /// the new generation has caught up); otherwise it runs here.
+    Rebuild {
+        /// history, customer, finance or all.
+        projection: String,
+        /// Build a generation frozen at this time, beside the served one (no switch).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Keep the previous generation's files for rollback.
+        #[arg(long)]
+        keep_previous: bool,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Serve another existing generation of a projection: a rollback to a
+    /// kept previous one (`rebuild --keep-previous`), or a frozen one. A
+    /// running server catches it up with the log first; otherwise the switch
+    /// takes effect when `serve` starts (and catches up then).
+    Switch {
+        /// history, customer or finance.
+        projection: String,
+        /// The generation to serve (its number, as in v<N>).
+        generation: u32,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Rebuild a projection (or all) into a scratch store up to the served
+    /// generation's checkpoints and compare them entry by entry; exit code 1
+    /// on any difference. A running server owning the data directory does it.
+    Verify {
+        /// history, customer, finance or all.
+        projection: String,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Fold the events topic and compare every order with the snapshots topic.
+    Snapshots {
+        /// Compare (the only mode for now); exit code 1 on any difference.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where the log, state and read models live.
+    #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ORDERSTORE_LISTEN")]
+    pub listen: SocketAddr,
+    /// Use this Kafka cluster (host:port[,host:port]) instead of the embedded log.
+    #[arg(long, env = "ORDERSTORE_KAFKA")]
+    pub kafka: Option<String>,
+    /// Replication factor of the topics created on Kafka.
+    #[arg(long, default_value_t = 1, env = "ORDERSTORE_REPLICATION_FACTOR")]
+    pub replication_factor: i32,
+    /// Prefix of every topic and consumer group (several installations can share a cluster).
+    #[arg(long, default_value = "orderstore", env = "ORDERSTORE_TOPIC_PREFIX")]
+    pub topic_prefix: String,
+    /// transactional.id of the command processor on Kafka (default <prefix>.command-processor).
+    #[arg(long, env = "ORDERSTORE_TRANSACTIONAL_ID")]
+    pub transactional_id: Option<String>,
+    /// Partitions of new topics (default 6); existing topics keep theirs.
+    #[arg(long, env = "ORDERSTORE_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// Serve the API and read models without a command processor on this node.
+    #[arg(long)]
+    pub no_processor: bool,
+    /// Require `Authorization: Bearer <token>` on every route but /health and /ready.
+    #[arg(long, env = "ORDERSTORE_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Allow serving on a non-loopback address without a token.
+    #[arg(long)]
+    pub insecure: bool,
+    /// How long a mutation waits for its command's outcome, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub command_timeout_ms: u64,
+    /// How long `consistentWith` waits for the read models, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub consistency_timeout_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Orders to place (each goes through its whole lifecycle).
+    #[arg(long, default_value_t = 1000)]
+    pub orders: u64,
+    /// GraphQL endpoint of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080/graphql")]
+    pub url: String,
+    /// Orders in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Bearer token, when the server requires one.
+    #[arg(long, env = "ORDERSTORE_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Seed of the workload, for repeatable runs.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
