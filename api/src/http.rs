@@ -20,7 +20,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 
-use crate::schema::{AdminAccess, AppSchema, AppState, CorrelationHeader};
+use crate::schema::AppSchema;
+use crate::state::{AdminAccess, AppState, CorrelationHeader};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

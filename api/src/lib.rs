@@ -12,3 +12,4 @@ pub mod live;
 pub mod metrics;
 pub mod schema;
 pub mod serve;
+pub mod state;

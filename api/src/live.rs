@@ -17,7 +17,7 @@ use projections::serving::ProjectionSlot;
 use tokio::sync::broadcast;
 
 use crate::schema::types::Event;
-use crate::schema::LiveEvent;
+use crate::state::LiveEvent;
 
 /// Starts the tail at the current end of the events topic.
 pub async fn start(

@@ -15,6 +15,6 @@ pub use envelope::{Envelope, EnvelopeError, EventMeta, Header, RecordedEvent};
 pub use ids::{CommandId, CustomerId, OrderId};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
-    decide, evolve, initial_state, is_terminal, Command, CommandBody, Order, OrderEvent,
-    OrderState, OrderStatus, PaymentStatus, Recorded, Rejection, RejectionCode,
+    decide, evolve, initial_state, is_terminal, status_when, Command, CommandBody, Order,
+    OrderEvent, OrderState, OrderStatus, PaymentStatus, Recorded, Rejection, RejectionCode,
 };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use domain::{OrderEvent, OrderStatus, RecordedEvent};
+use domain::{Currency, Money, OrderEvent, OrderStatus, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{ProjectionStore, RowKey, StoreError};
@@ -14,10 +14,10 @@ use crate::worker::{ApplyError, Change, Projection, ReadRow};
 pub const ORDERS: &str = "customer-order";
 pub const BY_CUSTOMER: &str = "customer";
 
-/// One order as the customer view sees it.
 /// This projection's name: its directory, topics and API name.
 pub const NAME: &str = "customer";
 
+/// One order as the customer view sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
     pub order_id: String,
@@ -32,6 +32,29 @@ pub struct OrderSummary {
     pub paid: bool,
     #[serde(default)]
     pub reserved: bool,
+}
+
+impl OrderSummary {
+    fn currency(&self) -> Result<Currency, StoreError> {
+        Currency::parse(&self.currency).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// `minor` of this order's currency plus `amount`, checked (an amount in
+    /// another currency, or an overflow, breaks this projection's rules).
+    fn add(&self, minor: i64, amount: &Money) -> Result<i64, ApplyError> {
+        Money::new(minor, self.currency()?)
+            .checked_add(*amount)
+            .map(|sum| sum.minor)
+            .map_err(|e| ApplyError::Rule(format!("order {}: {e}", self.order_id)))
+    }
+
+    /// Captured minus refunded.
+    pub fn lifetime_value(&self) -> Result<Money, StoreError> {
+        let currency = self.currency()?;
+        Money::new(self.captured, currency)
+            .checked_sub(Money::new(self.refunded, currency))
+            .map_err(|e| StoreError::Corrupt(format!("order {}: {e}", self.order_id)))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -79,19 +102,18 @@ impl Projection for Customer {
         match &event.event {
             OrderEvent::OrderPlaced(_) => {}
             OrderEvent::PaymentConfirmed { amount, .. } => {
-                summary.captured += amount.minor;
+                summary.captured = summary.add(summary.captured, amount)?;
                 summary.paid = true;
             }
             OrderEvent::InventoryReserved { .. } => summary.reserved = true,
             OrderEvent::OrderShipped { .. } => summary.status = OrderStatus::Shipped,
             OrderEvent::OrderDelivered => summary.status = OrderStatus::Delivered,
             OrderEvent::OrderCancelled { .. } => summary.status = OrderStatus::Cancelled,
-            OrderEvent::PaymentRefunded { amount, .. } => summary.refunded += amount.minor,
+            OrderEvent::PaymentRefunded { amount, .. } => {
+                summary.refunded = summary.add(summary.refunded, amount)?
+            }
         }
-        // CONFIRMED follows the aggregate's rule: paid and reserved, whichever is second.
-        if summary.status == OrderStatus::Placed && summary.paid && summary.reserved {
-            summary.status = OrderStatus::Confirmed;
-        }
+        summary.status = domain::status_when(summary.status, summary.paid, summary.reserved);
         let value = serde_json::to_vec(&summary).map_err(|e| ApplyError::Rule(e.to_string()))?;
         Ok(vec![
             Change {
@@ -127,14 +149,59 @@ pub fn view(
             if summary.status.is_open() {
                 view.open_orders += 1;
             }
-            *view
+            let value = summary.lifetime_value()?;
+            let total = view
                 .lifetime_value
                 .entry(summary.currency.clone())
-                .or_insert(0) += summary.captured - summary.refunded;
+                .or_insert(0);
+            *total = Money::new(*total, value.currency)
+                .checked_add(value)
+                .map_err(|e| StoreError::Corrupt(format!("customer {customer_id}: {e}")))?
+                .minor;
             view.orders.push(summary);
         }
     }
     view.orders
         .sort_by(|a, b| (a.placed_at, &a.order_id).cmp(&(b.placed_at, &b.order_id)));
     Ok((!view.orders.is_empty()).then_some(view))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+    use super::*;
+    use domain::Currency;
+
+    fn summary() -> OrderSummary {
+        OrderSummary {
+            order_id: "o-1".into(),
+            customer_id: "c-1".into(),
+            status: OrderStatus::Placed,
+            currency: "USD".into(),
+            total: 1_000,
+            captured: 1_000,
+            refunded: 0,
+            placed_at: DateTime::<Utc>::MIN_UTC,
+            paid: true,
+            reserved: false,
+        }
+    }
+
+    #[test]
+    fn amounts_in_another_currency_or_past_i64_break_the_rules() {
+        let usd = Currency::parse("USD").unwrap();
+        let eur = Currency::parse("EUR").unwrap();
+        let order = summary();
+        assert_eq!(order.add(5, &Money::new(7, usd)).unwrap(), 12);
+        assert!(matches!(
+            order.add(5, &Money::new(7, eur)),
+            Err(ApplyError::Rule(_))
+        ));
+        assert!(matches!(
+            order.add(i64::MAX, &Money::new(1, usd)),
+            Err(ApplyError::Rule(_))
+        ));
+        assert_eq!(order.lifetime_value().unwrap(), Money::new(1_000, usd));
+    }
 }

@@ -28,18 +28,30 @@ pub struct FinanceTotals {
     pub cancelled: u64,
 }
 
+/// Sums past the range of their integer type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("finance totals overflow")]
+pub struct Overflow;
+
 impl FinanceTotals {
-    pub fn net(&self) -> i64 {
-        self.captured - self.refunded
+    /// Captured minus refunded.
+    pub fn net(&self) -> Result<i64, Overflow> {
+        self.captured.checked_sub(self.refunded).ok_or(Overflow)
     }
 
-    pub fn add(&mut self, other: &FinanceTotals) {
-        self.orders_placed += other.orders_placed;
-        self.gross += other.gross;
-        self.tax += other.tax;
-        self.captured += other.captured;
-        self.refunded += other.refunded;
-        self.cancelled += other.cancelled;
+    /// Adds `other` to these totals, every sum checked.
+    pub fn add(&mut self, other: &FinanceTotals) -> Result<(), Overflow> {
+        let sum = |a: i64, b: i64| a.checked_add(b).ok_or(Overflow);
+        let count = |a: u64, b: u64| a.checked_add(b).ok_or(Overflow);
+        *self = FinanceTotals {
+            orders_placed: count(self.orders_placed, other.orders_placed)?,
+            gross: sum(self.gross, other.gross)?,
+            tax: sum(self.tax, other.tax)?,
+            captured: sum(self.captured, other.captured)?,
+            refunded: sum(self.refunded, other.refunded)?,
+            cancelled: count(self.cancelled, other.cancelled)?,
+        };
+        Ok(())
     }
 }
 
@@ -92,17 +104,30 @@ impl Projection for Finance {
             Some(value) => serde_json::from_slice(&value).map_err(corrupt)?,
             None => FinanceTotals::default(),
         };
-        match &event.event {
-            OrderEvent::OrderPlaced(placed) => {
-                totals.orders_placed += 1;
-                totals.gross += placed.total;
-                totals.tax += placed.tax;
-            }
-            OrderEvent::PaymentConfirmed { amount, .. } => totals.captured += amount.minor,
-            OrderEvent::PaymentRefunded { amount, .. } => totals.refunded += amount.minor,
-            OrderEvent::OrderCancelled { .. } => totals.cancelled += 1,
+        let change = match &event.event {
+            OrderEvent::OrderPlaced(placed) => FinanceTotals {
+                orders_placed: 1,
+                gross: placed.total,
+                tax: placed.tax,
+                ..FinanceTotals::default()
+            },
+            OrderEvent::PaymentConfirmed { amount, .. } => FinanceTotals {
+                captured: amount.minor,
+                ..FinanceTotals::default()
+            },
+            OrderEvent::PaymentRefunded { amount, .. } => FinanceTotals {
+                refunded: amount.minor,
+                ..FinanceTotals::default()
+            },
+            OrderEvent::OrderCancelled { .. } => FinanceTotals {
+                cancelled: 1,
+                ..FinanceTotals::default()
+            },
             _ => return Ok(changes),
-        }
+        };
+        totals
+            .add(&change)
+            .map_err(|e| ApplyError::Rule(format!("{day} {currency}: {e}")))?;
         changes.push(Change {
             key,
             value: serde_json::to_vec(&totals).map_err(|e| ApplyError::Rule(e.to_string()))?,
@@ -140,10 +165,48 @@ pub fn report(
             let totals: FinanceTotals = serde_json::from_slice(&value).map_err(corrupt)?;
             rows.entry((day, code))
                 .or_insert_with(FinanceTotals::default)
-                .add(&totals);
+                .add(&totals)
+                .map_err(|e| StoreError::Corrupt(format!("finance {text}: {e}")))?;
         }
         let Some(next) = day.succ_opt() else { break };
         day = next;
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+    use super::{FinanceTotals, Overflow};
+
+    #[test]
+    fn totals_add_every_field_and_refuse_to_overflow() {
+        let mut totals = FinanceTotals {
+            orders_placed: 1,
+            gross: 100,
+            tax: 10,
+            captured: 100,
+            refunded: 30,
+            cancelled: 0,
+        };
+        totals.add(&totals.clone()).unwrap();
+        assert_eq!(
+            (totals.orders_placed, totals.gross, totals.net()),
+            (2, 200, Ok(140))
+        );
+        let huge = FinanceTotals {
+            gross: i64::MAX,
+            ..FinanceTotals::default()
+        };
+        let before = totals;
+        assert_eq!(totals.add(&huge), Err(Overflow));
+        assert_eq!(totals, before, "a refused sum changes nothing");
+        let negative = FinanceTotals {
+            captured: i64::MIN,
+            refunded: 1,
+            ..FinanceTotals::default()
+        };
+        assert_eq!(negative.net(), Err(Overflow));
+    }
 }

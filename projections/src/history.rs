@@ -11,10 +11,10 @@ use crate::worker::{ApplyError, Change, Projection, ReadRow};
 
 pub const TABLE: &str = "history";
 
-/// One event of an order's history, as stored.
 /// This projection's name: its directory, topics and API name.
 pub const NAME: &str = "history";
 
+/// One event of an order's history, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub partition: u32,

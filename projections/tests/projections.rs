@@ -192,7 +192,7 @@ fn finance_rows_are_per_day_and_currency_merged_over_partitions() {
             d2.cancelled,
             d2.net()
         ),
-        (1, 500, 300, 1, -300)
+        (1, 500, 300, 1, Ok(-300))
     );
 
     let as_of = finance::report(

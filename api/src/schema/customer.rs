@@ -4,7 +4,7 @@
 use async_graphql::{ComplexObject, Result, SimpleObject, ID};
 use projections::customer::CustomerView;
 
-use crate::schema::query::page_size;
+use crate::schema::inputs::page_size;
 use crate::schema::types::{
     Money, OrderStatus, OrderSummary, OrderSummaryConnection, OrderSummaryEdge, PageInfo,
 };

@@ -9,7 +9,12 @@ use domain::order::{
 };
 use domain::{CommandBody, CommandId, OrderId};
 
+use chrono::{DateTime, Utc};
+
 use crate::error::ApiError;
+
+/// Largest page a connection field answers.
+pub const MAX_PAGE: i32 = 1000;
 
 #[derive(Debug, Clone, InputObject)]
 pub struct LineItemInput {
@@ -195,4 +200,22 @@ impl RefundPaymentInput {
             reason: self.reason.clone(),
         })
     }
+}
+
+/// A page size; null means the field's default.
+pub(crate) fn page_size(field: &str, first: Option<i32>, default: i32) -> Result<usize, ApiError> {
+    let first = first.unwrap_or(default);
+    if (1..=MAX_PAGE).contains(&first) {
+        Ok(first as usize)
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("must be between 1 and {}", MAX_PAGE),
+        ))
+    }
+}
+
+/// The time an `asOf` argument names (none: the latest).
+pub(crate) fn at(as_of: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    as_of.unwrap_or(DateTime::<Utc>::MAX_UTC)
 }

@@ -13,7 +13,7 @@ use crate::schema::inputs::{self, *};
 use crate::schema::types::{
     CommandResult, DeadLetter, DeadLetterRetry, Event, ProjectionVerification, RebuildStarted,
 };
-use crate::schema::{require_admin, AppState, CorrelationHeader};
+use crate::state::{require_admin, AppState, CorrelationHeader};
 
 #[derive(Debug, Default)]
 pub struct Mutation;

@@ -11,33 +11,15 @@ use projections::{customer, finance, history};
 use crate::error::ApiError;
 use crate::schema::customer::Customer;
 use crate::schema::inputs;
+use crate::schema::inputs::{at, page_size};
 use crate::schema::types::*;
-use crate::schema::{require_admin, AppState};
+use crate::state::{require_admin, AppState};
 
-/// Most items one page may ask for.
-pub const MAX_PAGE: i32 = 1000;
 /// Longest finance range, in days.
 pub const MAX_FINANCE_DAYS: i64 = 366;
 
 #[derive(Debug, Default)]
 pub struct Query;
-
-/// A page size; null means the field's default.
-pub(crate) fn page_size(field: &str, first: Option<i32>, default: i32) -> Result<usize, ApiError> {
-    let first = first.unwrap_or(default);
-    if (1..=MAX_PAGE).contains(&first) {
-        Ok(first as usize)
-    } else {
-        Err(ApiError::invalid(
-            field,
-            format!("must be between 1 and {MAX_PAGE}"),
-        ))
-    }
-}
-
-fn at(as_of: Option<DateTime<Utc>>) -> DateTime<Utc> {
-    as_of.unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
 
 fn events_of(folded: &history::Folded) -> Result<Vec<Event>, ApiError> {
     folded
@@ -189,7 +171,11 @@ impl Query {
             Default::default();
         let mut rows = Vec::with_capacity(report.len());
         for ((day, code), sums) in &report {
-            totals.entry(code.clone()).or_default().add(sums);
+            totals
+                .entry(code.clone())
+                .or_default()
+                .add(sums)
+                .map_err(ApiError::internal)?;
             rows.push(finance_row(Date(*day), code, sums)?);
         }
         let totals = totals
@@ -345,7 +331,7 @@ fn finance_row(
         tax: money(sums.tax)?,
         captured: money(sums.captured)?,
         refunded: money(sums.refunded)?,
-        net: money(sums.net())?,
+        net: money(sums.net().map_err(ApiError::internal)?)?,
         cancelled: i32::try_from(sums.cancelled).unwrap_or(i32::MAX),
     })
 }

@@ -8,14 +8,7 @@ use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::schema::types::Event;
-use crate::schema::AppState;
-
-/// One committed event and the customer it belongs to.
-#[derive(Debug, Clone)]
-pub struct LiveEvent {
-    pub event: Event,
-    pub customer_id: Option<String>,
-}
+use crate::state::AppState;
 
 #[derive(Debug, Default)]
 pub struct Subscription;

@@ -30,7 +30,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
-use crate::schema::{self, AppState};
+use crate::schema;
+use crate::state::AppState;
 use commands::CommandGateway;
 
 #[derive(Debug, Clone)]

@@ -76,10 +76,17 @@ fn apply(order: &mut Order, event: &OrderEvent) {
     }
 }
 
-/// CONFIRMED is reached when the order is both paid and reserved,
-/// whichever comes second.
 fn confirm_when_paid_and_reserved(order: &mut Order) {
-    if order.status == OrderStatus::Placed && order.paid && order.inventory_reserved {
-        order.status = OrderStatus::Confirmed;
+    order.status = status_when(order.status, order.paid, order.inventory_reserved);
+}
+
+/// The status rule of payment and reservation: a PLACED order becomes
+/// CONFIRMED when it is both paid and reserved, whichever comes second.
+/// Read models that track status use this, not a copy of it.
+pub fn status_when(status: OrderStatus, paid: bool, reserved: bool) -> OrderStatus {
+    if status == OrderStatus::Placed && paid && reserved {
+        OrderStatus::Confirmed
+    } else {
+        status
     }
 }

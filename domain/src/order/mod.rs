@@ -18,7 +18,7 @@ pub use command::{
 };
 pub use decide::decide;
 pub use event::{EventType, LineItem, OrderEvent, OrderPlaced, Recorded};
-pub use evolve::evolve;
+pub use evolve::{evolve, status_when};
 pub use rejection::{Rejection, RejectionCode};
 pub use state::{
     initial_state, is_terminal, Order, OrderState, OrderStatus, PaymentStatus, Shipment,

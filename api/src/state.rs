@@ -1,0 +1,78 @@
+//! What every request handler may use: the node's state, the per-request
+//! markers the HTTP layer adds (admin access, correlation header), and the
+//! live events the subscription serves. Nothing here depends on the schema
+//! or the HTTP layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commands::CommandGateway;
+use eventlog::EventLog;
+use projections::serving::{LagProbes, ProjectionHandle, ReadModels, Rebuilder};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::schema::types::Event;
+
+/// One committed event and the customer it belongs to.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub event: Event,
+    pub customer_id: Option<String>,
+}
+
+/// Everything a resolver may use.
+#[derive(Debug)]
+pub struct AppState {
+    pub log: Arc<dyn EventLog>,
+    pub topics: commands::Topics,
+    pub gateway: Arc<CommandGateway>,
+    pub read: ReadModels,
+    /// Starts blue/green rebuilds of the read models.
+    pub rebuilder: Rebuilder,
+    /// Consumers that measure lag in seconds, kept between scrapes.
+    pub lag_probes: LagProbes,
+    /// The node's data directory (scratch space for verification).
+    pub data_dir: std::path::PathBuf,
+    pub live: broadcast::Sender<LiveEvent>,
+    pub metrics: Arc<Metrics>,
+    /// Longest wait of `consistentWith`.
+    pub consistency_timeout: Duration,
+}
+
+impl AppState {
+    /// The generation of the read model `name` a query reads: the served one
+    /// once it has passed `token` (bounded wait), or another by number.
+    pub async fn read_model(
+        &self,
+        name: &str,
+        token: Option<&str>,
+        generation: Option<i32>,
+    ) -> Result<Arc<ProjectionHandle>, ApiError> {
+        let slot = self.read.named(name, "projection")?;
+        Ok(slot
+            .read(token, generation, self.consistency_timeout)
+            .await?)
+    }
+}
+
+/// Whether the request may run admin operations (rebuilds, dead letters):
+/// it presented the server's token, or came from loopback when the server
+/// has none. Requests without this marker may not.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAccess(pub bool);
+
+/// Refuses admin operations to requests without `AdminAccess(true)`.
+pub(crate) fn require_admin(ctx: &async_graphql::Context<'_>) -> Result<(), ApiError> {
+    match ctx.data_opt::<AdminAccess>() {
+        Some(AdminAccess(true)) => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "admin operations need the server's bearer token (or, on a server without one, a client on this machine)",
+        )),
+    }
+}
+
+/// The correlation id from the `X-Correlation-Id` header, if any.
+#[derive(Debug, Clone)]
+pub struct CorrelationHeader(pub Option<String>);
