@@ -64,12 +64,10 @@ pub async fn start(
                     continue;
                 };
                 let customer_id = customers_of.customer_of(&event, &customers.served().store);
-                if let Ok(view) = Event::from_recorded(&event, stored.partition, stored.offset) {
-                    let _ = sender.send(LiveEvent {
-                        event: view,
-                        customer_id,
-                    });
-                }
+                let _ = sender.send(LiveEvent {
+                    event: Event::from_recorded(&event, stored.partition, stored.offset),
+                    customer_id,
+                });
             }
         }
     }))

@@ -230,6 +230,24 @@ impl RecordedEvent {
         })
     }
 
+    /// The structured form as a typed value, built directly (no JSON round
+    /// trip): what the API shows of an event.
+    pub fn to_structured(&self) -> StructuredEvent {
+        let e = &self.envelope;
+        StructuredEvent {
+            id: e.id.clone(),
+            source: e.source.clone(),
+            event_type: e.event_type.clone(),
+            subject: e.subject.clone(),
+            time: e.time,
+            sequence: e.sequence,
+            schema_version: codec::current_version(self.event.event_type()),
+            correlation_id: e.correlation_id.clone(),
+            causation_id: e.causation_id.clone(),
+            data: codec::event_data_json(&self.event),
+        }
+    }
+
     /// The structured CloudEvents JSON form (`application/cloudevents+json`),
     /// with the data as JSON in the current (upcast) shape.
     pub fn to_cloudevent_json(&self) -> Value {
@@ -258,5 +276,61 @@ impl RecordedEvent {
             Ok(Err(error)) => serde_json::json!({ "error": error.to_string() }),
             Err(error) => serde_json::json!({ "error": error.to_string() }),
         }
+    }
+}
+
+/// One event in structured CloudEvents terms, typed: the attributes, the
+/// extensions this store sets, and the data as JSON in the current shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StructuredEvent {
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    pub subject: String,
+    pub time: DateTime<Utc>,
+    pub sequence: u64,
+    pub schema_version: u32,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub data: Value,
+}
+
+impl StructuredEvent {
+    /// Reads the structured JSON form (`to_cloudevent_json`) back. Every
+    /// attribute must be there and well-formed: nothing defaults.
+    pub fn from_json(json: &Value) -> Result<Self, EnvelopeError> {
+        let text = |name: &'static str| -> Result<String, EnvelopeError> {
+            json.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or(EnvelopeError::MissingHeader(name))
+        };
+        let number = |name: &'static str| -> Result<u64, EnvelopeError> {
+            let value = text(name)?;
+            value
+                .parse()
+                .map_err(|_| invalid(name, format!("{value:?} is not a number")))
+        };
+        let time = text("time")?;
+        let time = DateTime::parse_from_rfc3339(&time)
+            .map_err(|e| invalid("time", format!("{time:?}: {e}")))?
+            .with_timezone(&Utc);
+        let schema_version = number("schemaversion")?;
+        Ok(Self {
+            id: text("id")?,
+            source: text("source")?,
+            event_type: text("type")?,
+            subject: text("subject")?,
+            time,
+            sequence: number("sequence")?,
+            schema_version: u32::try_from(schema_version)
+                .map_err(|_| invalid("schemaversion", "out of range"))?,
+            correlation_id: text("correlationid")?,
+            causation_id: text("causationid")?,
+            data: json
+                .get("data")
+                .cloned()
+                .ok_or(EnvelopeError::MissingHeader("data"))?,
+        })
     }
 }

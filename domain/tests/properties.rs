@@ -310,6 +310,28 @@ proptest! {
     }
 
     #[test]
+    fn the_structured_json_reads_back_as_the_typed_structured_event(event in order_event(), sequence in 1u64..u64::MAX, micros in 0i64..4_000_000_000_000_000) {
+        let recorded = Recorded {
+            order_id: OrderId::parse("o-1").unwrap(),
+            sequence,
+            time: Utc.timestamp_micros(micros).unwrap(),
+            command_id: CommandId::parse("c-1").unwrap(),
+            event,
+        };
+        let original = RecordedEvent::new(&recorded, domain::EventMeta { id: "e-1".into(), correlation_id: "corr".into() });
+        let json = original.to_cloudevent_json();
+        prop_assert_eq!(domain::envelope::StructuredEvent::from_json(&json).unwrap(), original.to_structured());
+        for (name, bad) in [("sequence", serde_json::json!("x")), ("time", serde_json::json!("yesterday")), ("id", serde_json::json!(7))] {
+            let mut damaged = json.clone();
+            damaged[name] = bad;
+            prop_assert!(domain::envelope::StructuredEvent::from_json(&damaged).is_err(), "{} accepted", name);
+        }
+        let mut missing = json.clone();
+        missing.as_object_mut().unwrap().remove("causationid");
+        prop_assert!(domain::envelope::StructuredEvent::from_json(&missing).is_err());
+    }
+
+    #[test]
     fn arbitrary_headers_never_panic_the_envelope_reader(
         headers in prop::collection::vec(("ce_[a-z]{2,14}|content-type", prop::collection::vec(any::<u8>(), 0..40)), 0..14)
     ) {

@@ -70,7 +70,7 @@ async fn send(
         events: accepted
             .events
             .iter()
-            .map(|e| Event::from_cloudevent(&e.cloudevent, e.partition, e.offset))
+            .map(Event::from_reply)
             .collect::<Result<_, _>>()?,
         consistency_token: accepted.consistency_token,
     })

@@ -21,7 +21,7 @@ pub const MAX_FINANCE_DAYS: i64 = 366;
 #[derive(Debug, Default)]
 pub struct Query;
 
-fn events_of(folded: &history::Folded) -> Result<Vec<Event>, ApiError> {
+fn events_of(folded: &history::Folded) -> Vec<Event> {
     folded
         .events
         .iter()
@@ -58,7 +58,7 @@ impl Query {
         Ok(Some(Order::new(
             order,
             folded.state.version,
-            events_of(&folded)?,
+            events_of(&folded),
         )))
     }
 
@@ -100,7 +100,7 @@ impl Query {
             };
             edges.push(EventEdge {
                 cursor: event.envelope.sequence.to_string(),
-                node: Event::from_recorded(event, *partition, *offset)?,
+                node: Event::from_recorded(event, *partition, *offset),
             });
         }
         let page_info = PageInfo {

@@ -124,43 +124,35 @@ pub struct Event {
 }
 
 impl Event {
-    /// From the structured JSON form of a CloudEvent and its log position.
-    pub fn from_cloudevent(
-        json: &serde_json::Value,
-        partition: u32,
-        offset: u64,
-    ) -> Result<Self, ApiError> {
-        let text = |name: &str| {
-            json.get(name)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let time = DateTime::parse_from_rfc3339(&text("time"))
-            .map_err(ApiError::internal)?
-            .with_timezone(&Utc);
-        Ok(Self {
-            id: ID(text("id")),
-            event_type: text("type"),
-            source: text("source"),
-            subject: text("subject"),
-            time,
-            sequence: text("sequence").parse().unwrap_or_default(),
-            schema_version: text("schemaversion"),
-            correlation_id: text("correlationid"),
-            causation_id: text("causationid"),
-            data: Json(json.get("data").cloned().unwrap_or(serde_json::Value::Null)),
+    /// From a typed structured event and its log position.
+    pub fn new(event: domain::envelope::StructuredEvent, partition: u32, offset: u64) -> Self {
+        Self {
+            id: ID(event.id),
+            event_type: event.event_type,
+            source: event.source,
+            subject: event.subject,
+            time: event.time,
+            sequence: i32::try_from(event.sequence).unwrap_or(i32::MAX),
+            schema_version: event.schema_version.to_string(),
+            correlation_id: event.correlation_id,
+            causation_id: event.causation_id,
+            data: Json(event.data),
             partition: i32::try_from(partition).unwrap_or(i32::MAX),
             offset: offset.to_string(),
-        })
+        }
     }
 
-    pub fn from_recorded(
-        event: &domain::RecordedEvent,
-        partition: u32,
-        offset: u64,
-    ) -> Result<Self, ApiError> {
-        Self::from_cloudevent(&event.to_cloudevent_json(), partition, offset)
+    /// An event read from the log or a read model: typed all the way.
+    pub fn from_recorded(event: &domain::RecordedEvent, partition: u32, offset: u64) -> Self {
+        Self::new(event.to_structured(), partition, offset)
+    }
+
+    /// An event of a command's reply (structured JSON on the replies
+    /// topic), read strictly: a malformed one is an internal error.
+    pub fn from_reply(event: &commands::ReplyEvent) -> Result<Self, ApiError> {
+        let structured = domain::envelope::StructuredEvent::from_json(&event.cloudevent)
+            .map_err(ApiError::internal)?;
+        Ok(Self::new(structured, event.partition, event.offset))
     }
 }
 
