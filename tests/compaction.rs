@@ -3,7 +3,7 @@
 //! restores from it exactly the states that folding the events topic gives.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use commands::StateStore;
 use commands::Topics;
@@ -88,23 +88,19 @@ async fn compaction_leaves_one_snapshot_per_order_and_a_fresh_node_restores_from
         })
         .collect();
     log.append(pokes).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut left = usize::MAX;
-    while Instant::now() < deadline {
-        left = read_all(log.as_ref(), &topics.snapshots)
-            .await
-            .iter()
-            .filter(|r| r.record.value.is_some())
-            .count();
-        if left == orders {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    assert_eq!(
-        left, orders,
-        "the cleaner left {left} snapshots for {orders} orders"
-    );
+    eventually(
+        Duration::from_secs(90),
+        "the cleaner leaves one snapshot per order",
+        || async {
+            let left = read_all(log.as_ref(), &topics.snapshots)
+                .await
+                .iter()
+                .filter(|r| r.record.value.is_some())
+                .count();
+            (left == orders).then_some(())
+        },
+    )
+    .await;
 
     // A node with no local state restores from the compacted topic.
     let fresh = StateStore::open(&dir.path().join("fresh-state")).unwrap();

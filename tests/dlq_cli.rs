@@ -16,13 +16,8 @@ fn dlq(args: &[&str], dir: &std::path::Path) -> Output {
     orderstore(&[&["dlq"], args].concat(), dir)
 }
 
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+fn dlq_ok(args: &[&str], dir: &std::path::Path) -> String {
+    orderstore_ok(&[&["dlq"], args].concat(), dir)
 }
 
 on_both_backends!(
@@ -50,20 +45,16 @@ async fn dead_letters_are_listed_shown_retried_and_discarded(backend: Backend, r
             timestamp_ms: 0,
         },
     };
-    let mut appended = s.server().log.append(vec![garbage.clone()]).await;
-    while appended.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        appended = s.server().log.append(vec![garbage.clone()]).await;
-    }
-    let position = appended.unwrap()[0];
-    let mut letters = Value::Null;
-    for _ in 0..100 {
-        letters = data(s.gql("{ deadLetters { id } }", json!({})).await);
-        if letters["deadLetters"].as_array().unwrap().len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let position = append_eventually(s.server().log.as_ref(), vec![garbage]).await[0];
+    let letters = eventually(
+        Duration::from_secs(5),
+        "a dead letter per projection",
+        || async {
+            let letters = data(s.gql("{ deadLetters { id } }", json!({})).await);
+            (letters["deadLetters"].as_array().unwrap().len() == 3).then_some(letters)
+        },
+    )
+    .await;
     assert_eq!(
         letters["deadLetters"].as_array().unwrap().len(),
         3,
@@ -78,7 +69,7 @@ async fn dead_letters_are_listed_shown_retried_and_discarded(backend: Backend, r
         (None, Some(s.stop().await))
     };
 
-    let listed = stdout(&dlq(&["list"], &dir));
+    let listed = dlq_ok(&["list"], &dir);
     assert_eq!(listed.lines().count(), 3, "one per projection: {listed}");
     assert!(
         listed
@@ -86,19 +77,18 @@ async fn dead_letters_are_listed_shown_retried_and_discarded(backend: Backend, r
             .all(|l| l.contains(&at) && l.contains("junk-1")),
         "{listed}"
     );
-    let shown: Value =
-        serde_json::from_str(&stdout(&dlq(&["show", "history", &at], &dir))).unwrap();
+    let shown: Value = serde_json::from_str(&dlq_ok(&["show", "history", &at], &dir)).unwrap();
     assert_eq!(
         (shown["payloadHex"].as_str(), shown["orderId"].as_str()),
         (Some("090909"), Some("junk-1"))
     );
 
-    assert!(stdout(&dlq(&["retry", "history"], &dir)).contains("0 applied, 1 still parked"));
+    assert!(dlq_ok(&["retry", "history"], &dir).contains("0 applied, 1 still parked"));
     let refused = dlq(&["discard", "history", &at], &dir);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--confirm"));
-    stdout(&dlq(&["discard", "history", &at, "--confirm"], &dir));
-    assert_eq!(stdout(&dlq(&["list", "--projection", "history"], &dir)), "");
+    dlq_ok(&["discard", "history", &at, "--confirm"], &dir);
+    assert_eq!(dlq_ok(&["list", "--projection", "history"], &dir), "");
     assert!(!dlq(&["show", "nope", &at], &dir).status.success());
     let missing = dlq(&["discard", "history", &at, "--confirm"], &dir);
     assert!(!missing.status.success());

@@ -51,12 +51,7 @@ async fn v1_and_v2_order_placed_are_read_alike(backend: Backend) {
     let topics = Topics::new(&s.config.topic_prefix);
     let mut legacy = legacy_order_placed("legacy-1", "old-customer", 4999);
     legacy.topic = topics.events.clone();
-    let mut appended = s.server().log.append(vec![legacy.clone()]).await;
-    while appended.is_err() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        appended = s.server().log.append(vec![legacy.clone()]).await;
-    }
-    let position = appended.unwrap()[0];
+    let position = append_eventually(s.server().log.as_ref(), vec![legacy]).await[0];
     let placed = data(s.gql(PLACE, order_input("modern-1", "old-customer")).await);
     let token = format!(
         "{}:{},{}",

@@ -407,33 +407,22 @@ async fn poison_records_land_in_the_dlq_while_other_orders_keep_flowing(backend:
         ),
     ];
     // The processor may hold an events partition in a transaction for a moment.
-    let mut appended = s.server().log.append(records.clone()).await;
-    for _ in 0..50 {
-        if appended.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        appended = s.server().log.append(records.clone()).await;
-    }
-    appended.unwrap();
+    append_eventually(s.server().log.as_ref(), records).await;
     let placed = place(&s, "healthy", "gina").await;
     let token = placed["consistencyToken"].as_str().unwrap();
     assert_eq!(order(&s, "healthy", None, token).await["status"], "PLACED");
     // All three projections dead-lettered both records.
-    let mut letters = Value::Null;
-    for _ in 0..100 {
-        letters = data(
+    let letters = eventually(Duration::from_secs(5), "six dead letters", || async {
+        let letters = data(
             s.gql(
                 "{ deadLetters { id projection partition offset error eventType receivedAt } }",
                 json!({}),
             )
             .await,
         );
-        if letters["deadLetters"].as_array().unwrap().len() == 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (letters["deadLetters"].as_array().unwrap().len() == 6).then_some(letters)
+    })
+    .await;
     let list = letters["deadLetters"].as_array().unwrap();
     assert_eq!(list.len(), 6, "{letters}");
     assert!(list.iter().any(|l| l["eventType"] == "com.example.unknown"));
@@ -466,12 +455,16 @@ async fn the_subscription_streams_events_of_one_order(backend: Backend) {
         "subscription { orderEvents(orderId: \"live-1\") { type subject sequence } }",
     );
     let mut stream = s.server().schema.execute_stream(request);
-    // Give the subscription a moment to attach to the broadcast.
     let first =
         tokio::spawn(
             async move { tokio::time::timeout(Duration::from_secs(10), stream.next()).await },
         );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(
+        Duration::from_secs(5),
+        "the subscription attaches",
+        || async { (s.server().live_subscribers() == 1).then_some(()) },
+    )
+    .await;
     place(&s, "other", "hank").await;
     place(&s, "live-1", "hank").await;
     let response = first.await.unwrap().expect("an event arrives").unwrap();
@@ -525,7 +518,12 @@ async fn the_subscription_streams_a_customers_events_over_websocket(backend: Bac
         .send(Message::text(subscribe.to_string()))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(
+        Duration::from_secs(5),
+        "the subscription attaches",
+        || async { (s.server().live_subscribers() == 1).then_some(()) },
+    )
+    .await;
     place(&s, "ws-other", "someone-else").await;
     place(&s, "ws-1", "ws-customer").await;
     ok(&s, RESERVE, order_ref("ws-1")).await;
@@ -574,14 +572,16 @@ async fn a_held_projection_shows_its_lag_and_catches_up(backend: Backend) {
         .await
         .unwrap();
     const STATUS: &str = "{ projections { name lag lagSeconds partitions { lag } } }";
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        status = data(s.gql(STATUS, json!({})).await);
-        if status["projections"][0]["lag"] == "0" && status["projections"][2]["lag"] == "0" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = eventually(
+        Duration::from_secs(5),
+        "history and finance catch up",
+        || async {
+            let status = data(s.gql(STATUS, json!({})).await);
+            (status["projections"][0]["lag"] == "0" && status["projections"][2]["lag"] == "0")
+                .then_some(status)
+        },
+    )
+    .await;
     let customer = &status["projections"][1];
     assert_eq!(customer["name"], "customer");
     assert_eq!(customer["lag"], "5", "{status}");
@@ -607,13 +607,15 @@ async fn a_held_projection_shows_its_lag_and_catches_up(backend: Backend) {
     assert_eq!(ready.status(), 503);
 
     drop(held);
-    for _ in 0..100 {
-        status = data(s.gql(STATUS, json!({})).await);
-        if status["projections"][1]["lag"] == "0" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = eventually(
+        Duration::from_secs(5),
+        "the customer projection catches up",
+        || async {
+            let status = data(s.gql(STATUS, json!({})).await);
+            (status["projections"][1]["lag"] == "0").then_some(status)
+        },
+    )
+    .await;
     assert_eq!(status["projections"][1]["lag"], "0", "{status}");
     assert_eq!(status["projections"][1]["lagSeconds"], 0.0, "{status}");
     s.stop().await;

@@ -183,13 +183,7 @@ fn times_of(history: &Value) -> Vec<DateTime<Utc>> {
 
 /// Runs `orderstore inspect` on a data directory; returns what it printed.
 fn inspect(args: &[&str], dir: &std::path::Path) -> String {
-    let output = orderstore(&[&["inspect"], args].concat(), dir);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    orderstore_ok(&[&["inspect"], args].concat(), dir)
 }
 
 crate::on_both_backends!(point_in_time_views_agree_with_a_fold_of_the_log);

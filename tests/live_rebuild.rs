@@ -171,15 +171,13 @@ async fn a_rebuild_in_a_running_server_never_interrupts_reads(backend: Backend) 
     }
 
     // The old generations go once no request reads them.
-    for _ in 0..100 {
-        if ["history", "customer", "finance"]
+    eventually(Duration::from_secs(10), "the v1 directories go", || async {
+        ["history", "customer", "finance"]
             .iter()
             .all(|n| !dir.join(format!("projections/{n}/v1")).exists())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .then_some(())
+    })
+    .await;
     for name in ["history", "customer", "finance"] {
         assert!(
             !dir.join(format!("projections/{name}/v1")).exists(),
@@ -249,19 +247,16 @@ async fn rebuild_requests_that_cannot_run_are_refused() {
         .await,
     );
     assert_eq!(frozen["rebuildProjection"]["targetVersion"], 2);
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        last = data(s.gql("{ projections { name version rebuilding { phase } lastRebuild { targetVersion until error } } }", json!({})).await);
-        if last["projections"]
+    let last = eventually(Duration::from_secs(60), "the frozen build ends", || async {
+        let last = data(s.gql("{ projections { name version rebuilding { phase } lastRebuild { targetVersion until error } } }", json!({})).await);
+        last["projections"]
             .as_array()
             .unwrap()
             .iter()
             .all(|p| p["rebuilding"].is_null())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .then_some(last)
+    })
+    .await;
     let finance = &last["projections"][2];
     assert_eq!(finance["name"], "finance");
     assert_eq!(finance["version"], 1, "{finance}");

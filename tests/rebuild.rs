@@ -2,8 +2,6 @@
 //! exactly what the old one did; `--until` builds a frozen generation beside
 //! the served one.
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -13,20 +11,11 @@ const VIEWS: &str = "query($t: String) { order(id: \"rb-1\", consistentWith: $t)
 /// `orderstore replay rebuild all` on a stopped server's data directory
 /// (and, on Kafka, its cluster and topic prefix).
 fn rebuild(dir: &std::path::Path, log: &[String], extra: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .args(["replay", "rebuild", "all", "--data-dir"])
-        .arg(dir)
-        .args(log)
-        .args(extra)
-        .env_remove("ORDERSTORE_KAFKA")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "rebuild failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let log: Vec<&str> = log.iter().map(String::as_str).collect();
+    orderstore_ok(
+        &[&["replay", "rebuild", "all"], &log[..], extra].concat(),
+        dir,
+    )
 }
 
 fn without_versions(mut views: Value) -> Value {

@@ -16,8 +16,8 @@ use domain::{
 };
 use eventlog::embedded::EmbeddedLog;
 use eventlog::{EventLog, OutgoingRecord, Record, TopicPartition};
-use projections::worker::{Projection, BATCH};
-use projections::{customer, finance, history, ProjectionStore};
+use projections::worker::BATCH;
+use projections::ProjectionStore;
 
 use projections::serving::rebuild::{rebuild_into, RebuildError};
 
@@ -233,14 +233,9 @@ pub async fn rebuild_benchmark_on(
     let sled_time = raw_sled(&dir.join("raw-sled"), events)?;
 
     let started = Instant::now();
-    let projections: [(&str, Arc<dyn Projection>); 3] = [
-        ("history", Arc::new(history::History)),
-        ("customer", Arc::new(customer::Customer)),
-        ("finance", Arc::new(finance::Finance)),
-    ];
     let mut tasks = Vec::new();
-    for (name, projection) in projections {
-        let store = ProjectionStore::open(&dir.join("projections").join(name))?;
+    for projection in projections::all() {
+        let store = ProjectionStore::open(&dir.join("projections").join(projection.name()))?;
         let (log, topics) = (log.clone(), topics.clone());
         tasks.push(tokio::spawn(async move {
             rebuild_into(

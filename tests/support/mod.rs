@@ -114,19 +114,16 @@ impl TestServer {
 
     /// Waits (up to a minute) until `/ready`: every projection caught up.
     pub async fn wait_ready(&self) {
-        for _ in 0..600 {
-            let ready = self
-                .http
-                .get(format!("{}/ready", self.base))
-                .send()
-                .await
-                .unwrap();
-            if ready.status().is_success() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the projections did not catch up within 60 s");
+        let url = format!("{}/ready", self.base);
+        eventually(
+            Duration::from_secs(60),
+            "the projections catch up",
+            || async {
+                let ready = self.http.get(&url).send().await.unwrap();
+                ready.status().is_success().then_some(())
+            },
+        )
+        .await
     }
 
     /// The `/metrics` page.
@@ -202,6 +199,55 @@ pub fn order_input(order_id: &str, customer: &str) -> Value {
 
 pub fn order_ref(order_id: &str) -> Value {
     json!({ "input": { "orderId": order_id } })
+}
+
+/// Tries `attempt` until it answers `Some` and answers that, pausing a
+/// little longer each time (10 ms up to 200 ms); fails the test, naming
+/// `what` was awaited, when `within` has passed. For conditions that hold
+/// eventually (a projection catching up, a file going); never a fixed sleep.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(found) = attempt().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Appends records directly to the log, retrying while the processor holds
+/// a partition in an open transaction (the log refuses plain appends then).
+pub async fn append_eventually(
+    log: &dyn eventlog::EventLog,
+    records: Vec<eventlog::OutgoingRecord>,
+) -> Vec<eventlog::Position> {
+    eventually(Duration::from_secs(10), "the log takes the append", || {
+        let records = records.clone();
+        async move { log.append(records).await.ok() }
+    })
+    .await
+}
+
+/// Runs `orderstore` like `orderstore()`, requires success and answers
+/// what it printed on stdout.
+pub fn orderstore_ok(args: &[&str], dir: &std::path::Path) -> String {
+    let output = orderstore(args, dir);
+    assert!(
+        output.status.success(),
+        "orderstore {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Runs the `orderstore` binary with `args` on the data directory `dir`,

@@ -120,6 +120,8 @@ pub struct Server {
     pub schema: schema::AppSchema,
     /// The read models (for tools and tests that look inside).
     pub read: ReadModels,
+    /// Where committed events go to live subscriptions.
+    live: broadcast::Sender<crate::state::LiveEvent>,
     data_dir: PathBuf,
     /// Fires when the log's files are flushed and released.
     log_closed: Closed,
@@ -351,7 +353,7 @@ async fn assemble(
         rebuilder,
         lag_probes: Default::default(),
         data_dir: dir.to_path_buf(),
-        live,
+        live: live.clone(),
         metrics,
         consistency_timeout: config.consistency_timeout,
     });
@@ -389,6 +391,7 @@ async fn assemble(
     Ok(Server {
         addr,
         read: read_models,
+        live,
         data_dir: dir.to_path_buf(),
         log,
         schema: app_schema,
@@ -452,6 +455,12 @@ impl Server {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Live subscriptions attached now (a subscription attaches when its
+    /// stream is first polled).
+    pub fn live_subscribers(&self) -> usize {
+        self.live.receiver_count()
     }
 
     /// Stops the node and waits for every part.
