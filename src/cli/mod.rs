@@ -71,7 +71,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.insecure = args.insecure;
     config.command_timeout = Duration::from_millis(args.command_timeout_ms);
     config.consistency_timeout = Duration::from_millis(args.consistency_timeout_ms);
-    let server = api::serve::start(config).await?;
+    let log = api::serve::open_log(&config).await?;
+    let listener = api::serve::bind(config.listen).await?;
+    let server = api::serve::start_with(config, log, listener).await?;
     // Scripts and tests read this line to find the port.
     println!("orderstore listening on http://{}", server.addr);
     server.run_until(shutdown_signal()).await?;

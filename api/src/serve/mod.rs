@@ -200,8 +200,37 @@ async fn wait_closed(closed: Closed) {
     }
 }
 
-/// Opens the configured log; the future resolves once its resources are released.
-async fn open_log(
+/// The log a node runs on, opened (see `open_log`).
+pub struct NodeLog {
+    pub log: Arc<dyn EventLog>,
+    /// Fires when an embedded log has released its files.
+    closed: Closed,
+}
+
+impl std::fmt::Debug for NodeLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeLog").finish_non_exhaustive()
+    }
+}
+
+/// Opens the log `config` names, as a node does: the embedded one in the
+/// data directory (created when new), or Kafka with this node's
+/// transactional id and static group membership.
+pub async fn open_log(config: &ServeConfig) -> Result<NodeLog, ServeError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let topics = Topics::new(&config.topic_prefix);
+    let (log, closed) = open_backend(config, &topics).await?;
+    Ok(NodeLog { log, closed })
+}
+
+/// Binds the API's address.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
+}
+
+async fn open_backend(
     config: &ServeConfig,
     topics: &Topics,
 ) -> Result<(Arc<dyn EventLog>, Closed), ServeError> {
@@ -231,15 +260,49 @@ async fn open_log(
     }
 }
 
-/// Starts every part of a node and binds the listener.
+/// Opens the log, binds `config.listen` and starts every part of a node.
 pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
-    if !config.listen.ip().is_loopback() && config.auth_token.is_none() && !config.insecure {
-        return Err(ServeError::Insecure(config.listen));
+    refuse_insecure(&config, config.listen)?;
+    let log = open_log(&config).await?;
+    let listener = match bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            wait_closed(log.closed).await;
+            return Err(error);
+        }
+    };
+    start_with(config, log, listener).await
+}
+
+fn refuse_insecure(config: &ServeConfig, addr: SocketAddr) -> Result<(), ServeError> {
+    if !addr.ip().is_loopback() && config.auth_token.is_none() && !config.insecure {
+        return Err(ServeError::Insecure(addr));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
+    Ok(())
+}
+
+/// Starts every part of a node on a log and a listener opened by the
+/// caller (`open_log`, `bind`); stop it with `Server::run_until`.
+pub async fn start_with(
+    config: ServeConfig,
+    log: NodeLog,
+    listener: tokio::net::TcpListener,
+) -> Result<Server, ServeError> {
+    let NodeLog {
+        log,
+        closed: log_closed,
+    } = log;
+    let checked = listener
+        .local_addr()
+        .map_err(ServeError::from)
+        .and_then(|addr| refuse_insecure(&config, addr));
+    if let Err(error) = checked {
+        drop(log);
+        wait_closed(log_closed).await;
+        return Err(error);
+    }
     let topics = Topics::new(&config.topic_prefix);
-    let (log, log_closed) = open_log(&config, &topics).await?;
-    match assemble(&config, topics, log, log_closed.clone()).await {
+    match assemble(&config, topics, log, log_closed.clone(), listener).await {
         Ok(server) => Ok(server),
         Err(error) => {
             // Everything opened so far is dropped; let the files go before
@@ -256,6 +319,7 @@ async fn assemble(
     topics: Topics,
     log: Arc<dyn EventLog>,
     log_closed: Closed,
+    listener: tokio::net::TcpListener,
 ) -> Result<Server, ServeError> {
     let dir = config.data_dir.as_path();
     let partitions = match config.partitions {
@@ -360,12 +424,6 @@ async fn assemble(
     let app_schema = schema::build(state.clone());
     let router = crate::http::router(app_schema.clone(), state, config.auth_token.clone());
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
     let addr = listener.local_addr()?;
     let server_stop = signal(&stopped);
     tasks.push((
