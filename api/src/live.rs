@@ -16,7 +16,6 @@ use projections::{ProjectionStore, RowKey};
 use projections::serving::ProjectionSlot;
 use tokio::sync::broadcast;
 
-use crate::schema::types::Event;
 use crate::state::LiveEvent;
 
 /// Starts the tail at the current end of the events topic.
@@ -65,7 +64,9 @@ pub async fn start(
                 };
                 let customer_id = customers_of.customer_of(&event, &customers.served().store);
                 let _ = sender.send(LiveEvent {
-                    event: Event::from_recorded(&event, stored.partition, stored.offset),
+                    event: event.to_structured(),
+                    partition: stored.partition,
+                    offset: stored.offset,
                     customer_id,
                 });
             }

@@ -1,7 +1,7 @@
 //! What every request handler may use: the node's state, the per-request
 //! markers the HTTP layer adds (admin access, correlation header), and the
 //! live events the subscription serves. Nothing here depends on the schema
-//! or the HTTP layer.
+//! or the HTTP layer, so no module import circles back to it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +13,14 @@ use tokio::sync::broadcast;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::schema::types::Event;
+use domain::envelope::StructuredEvent;
 
 /// One committed event and the customer it belongs to.
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
-    pub event: Event,
+    pub event: StructuredEvent,
+    pub partition: u32,
+    pub offset: u64,
     pub customer_id: Option<String>,
 }
 

@@ -32,7 +32,7 @@ impl Subscription {
                         .as_ref()
                         .is_none_or(|id| live.customer_id.as_deref() == Some(id.as_str()))
             });
-            async move { wanted.map(|live| live.event) }
+            async move { wanted.map(|live| Event::new(live.event, live.partition, live.offset)) }
         });
         Ok(stream)
     }
