@@ -236,6 +236,23 @@ fn order_event() -> impl Strategy<Value = OrderEvent> {
     ]
 }
 
+/// One event of order o-1 at `sequence` and `micros`, recorded and enveloped.
+fn recorded_event(event: OrderEvent, sequence: u64, micros: i64) -> (Recorded, RecordedEvent) {
+    let recorded = Recorded {
+        order_id: OrderId::parse("o-1").unwrap(),
+        sequence,
+        time: Utc.timestamp_micros(micros).unwrap(),
+        command_id: CommandId::parse("c-1").unwrap(),
+        event,
+    };
+    let meta = domain::EventMeta {
+        id: "e-1".into(),
+        correlation_id: "corr".into(),
+    };
+    let enveloped = RecordedEvent::new(&recorded, meta);
+    (recorded, enveloped)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -295,14 +312,7 @@ proptest! {
 
     #[test]
     fn envelope_headers_round_trip(event in order_event(), sequence in 1u64..u64::MAX, micros in 0i64..4_000_000_000_000_000) {
-        let recorded = Recorded {
-            order_id: OrderId::parse("o-1").unwrap(),
-            sequence,
-            time: Utc.timestamp_micros(micros).unwrap(),
-            command_id: CommandId::parse("c-1").unwrap(),
-            event,
-        };
-        let original = RecordedEvent::new(&recorded, domain::EventMeta { id: "e-1".into(), correlation_id: "corr".into() });
+        let (recorded, original) = recorded_event(event, sequence, micros);
         let (headers, bytes) = original.encode();
         let decoded = RecordedEvent::decode(&headers, &bytes).unwrap();
         prop_assert_eq!(decoded.to_recorded().unwrap(), recorded);
@@ -311,14 +321,7 @@ proptest! {
 
     #[test]
     fn the_structured_json_reads_back_as_the_typed_structured_event(event in order_event(), sequence in 1u64..u64::MAX, micros in 0i64..4_000_000_000_000_000) {
-        let recorded = Recorded {
-            order_id: OrderId::parse("o-1").unwrap(),
-            sequence,
-            time: Utc.timestamp_micros(micros).unwrap(),
-            command_id: CommandId::parse("c-1").unwrap(),
-            event,
-        };
-        let original = RecordedEvent::new(&recorded, domain::EventMeta { id: "e-1".into(), correlation_id: "corr".into() });
+        let (_, original) = recorded_event(event, sequence, micros);
         let json = original.to_cloudevent_json();
         prop_assert_eq!(domain::envelope::StructuredEvent::from_json(&json).unwrap(), original.to_structured());
         for (name, bad) in [("sequence", serde_json::json!("x")), ("time", serde_json::json!("yesterday")), ("id", serde_json::json!(7))] {
