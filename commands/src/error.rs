@@ -55,3 +55,41 @@ impl eventlog::Transient for CommandsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use eventlog::{LogError, Transient};
+
+    use super::CommandsError;
+    use crate::messages::RejectionReply;
+
+    #[test]
+    fn only_log_trouble_and_unreadable_repeats_are_worth_starting_over_for() {
+        let transient = [
+            CommandsError::Log(LogError::Kafka("broker away".into())),
+            CommandsError::RepeatUnreadable {
+                command_id: "c".into(),
+                sequence: 1,
+                partition: 0,
+                offset: 7,
+            },
+        ];
+        for error in &transient {
+            assert!(error.is_transient(), "{error}");
+        }
+        let permanent = [
+            CommandsError::Log(LogError::KafkaPermanent("not authorized".into())),
+            CommandsError::Log(LogError::Corrupt("bad bytes".into())),
+            CommandsError::corrupt("a repeat without an outcome"),
+            CommandsError::Rejected(RejectionReply {
+                code: domain::RejectionCode::OrderNotFound,
+                message: "order not found".into(),
+                field: None,
+            }),
+            CommandsError::Stopped,
+        ];
+        for error in &permanent {
+            assert!(!error.is_transient(), "{error}");
+        }
+    }
+}

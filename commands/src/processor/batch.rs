@@ -6,7 +6,9 @@ use std::time::Duration;
 use domain::{decide, evolve, EventMeta, Recorded, RecordedEvent};
 use uuid::Uuid;
 
-use eventlog::{GroupOffset, OutgoingRecord, Record, StoredRecord, TopicPartition};
+use eventlog::{
+    GroupOffset, LogTransaction, OutgoingRecord, Position, Record, StoredRecord, TopicPartition,
+};
 
 use crate::consistency::consistency_token;
 use crate::messages::{CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot};
@@ -49,6 +51,9 @@ impl Decided {
 type Touched = HashMap<String, (u32, Snapshot)>;
 
 impl CommandProcessor {
+    /// One poll batch: decide every command, then one transaction with the
+    /// events, the replies, the snapshots of the touched orders and the
+    /// consumed offsets; the local state store follows only after the commit.
     pub(crate) async fn process(
         &mut self,
         records: Vec<StoredRecord>,
@@ -68,32 +73,46 @@ impl CommandProcessor {
                 decision,
             });
         }
-
         let mut txn = self.log.begin().await?;
-        let events: Vec<OutgoingRecord> = decided
+        let positions = send_events(txn.as_mut(), &self.topics.events, &decided).await?;
+        let replies = self.replies(&decided, positions, &mut touched).await?;
+        // Orders that were never placed (rejected commands) get no snapshot.
+        touched.retain(|_, (_, snapshot)| snapshot.state.order.is_some());
+        let snapshots = touched
             .iter()
-            .flat_map(|d| {
-                d.events()
-                    .iter()
-                    .map(|e| event_record(&self.topics.events, e, d.partition))
+            .map(|(order_id, (partition, snapshot))| {
+                snapshot_record(&self.topics.snapshots, order_id, *partition, snapshot)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        txn.send(snapshots).await?;
+        txn.send(replies).await?;
+        let offsets = next_offsets
+            .iter()
+            .map(|(p, next)| GroupOffset {
+                group: self.topics.processor_group(),
+                partition: TopicPartition::new(&self.topics.commands, *p),
+                next_offset: *next,
             })
             .collect();
-        let sent = events.len();
-        let positions = txn.send(events).await?;
-        if positions.len() != sent {
-            return Err(CommandsError::corrupt(format!(
-                "the log answered {} positions for {sent} events",
-                positions.len()
-            )));
-        }
-        // One pass in command order: each command takes exactly the
-        // positions of its own events, and a repeat of a command decided
-        // earlier in the batch finds those events (not committed yet, so not
-        // readable from the log) in `in_batch`.
+        txn.commit(offsets).await?;
+        self.save_after_commit(&next_offsets, &touched)
+    }
+
+    /// The reply of every command, in one pass in command order: each
+    /// accepted command takes exactly the positions of its own events (and
+    /// records them in its order's snapshot), and a repeat of a command
+    /// decided earlier in the batch finds those events (not committed yet,
+    /// so not readable from the log) in `in_batch`.
+    async fn replies(
+        &mut self,
+        decided: &[Decided],
+        positions: Vec<Position>,
+        touched: &mut Touched,
+    ) -> Result<Vec<OutgoingRecord>, CommandsError> {
         let mut positions = positions.into_iter();
         let mut in_batch: HashMap<(String, u64), ReplyEvent> = HashMap::new();
         let mut replies = Vec::with_capacity(decided.len());
-        for d in &decided {
+        for d in decided {
             let outcome = match &d.decision {
                 Decision::Accepted(events) => {
                     let mut views = Vec::with_capacity(events.len());
@@ -116,34 +135,24 @@ impl CommandProcessor {
                     accepted_outcome(version, views)
                 }
                 Decision::Repeat => {
-                    self.repeat_outcome(&d.message, d.partition, &touched, &in_batch)
+                    self.repeat_outcome(&d.message, d.partition, touched, &in_batch)
                         .await?
                 }
                 Decision::Rejected(rejection) => Outcome::Rejected(rejection.clone()),
             };
             replies.push(reply_record(&self.topics.replies, &d.message, outcome)?);
         }
-        // Orders that were never placed (rejected commands) get no snapshot.
-        touched.retain(|_, (_, snapshot)| snapshot.state.order.is_some());
-        let snapshots = touched
-            .iter()
-            .map(|(order_id, (partition, snapshot))| {
-                snapshot_record(&self.topics.snapshots, order_id, *partition, snapshot)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        txn.send(snapshots).await?;
-        txn.send(replies).await?;
-        let offsets = next_offsets
-            .iter()
-            .map(|(p, next)| GroupOffset {
-                group: self.topics.processor_group(),
-                partition: TopicPartition::new(&self.topics.commands, *p),
-                next_offset: *next,
-            })
-            .collect();
-        txn.commit(offsets).await?;
+        Ok(replies)
+    }
 
-        for (partition, next) in next_offsets {
+    /// The local state store reflects the committed batch: its snapshots
+    /// and, per partition, the next command offset.
+    fn save_after_commit(
+        &self,
+        next_offsets: &BTreeMap<u32, u64>,
+        touched: &Touched,
+    ) -> Result<(), CommandsError> {
+        for (&partition, &next) in next_offsets {
             let saved: Vec<(String, Snapshot)> = touched
                 .iter()
                 .filter(|(_, (p, _))| *p == partition)
@@ -275,6 +284,32 @@ impl CommandProcessor {
         }
         Ok(accepted_outcome(last, views))
     }
+}
+
+/// Sends every accepted event of the batch, in command order; answers
+/// one position per event (anything else is refused).
+async fn send_events(
+    txn: &mut dyn LogTransaction,
+    topic: &str,
+    decided: &[Decided],
+) -> Result<Vec<Position>, CommandsError> {
+    let events: Vec<OutgoingRecord> = decided
+        .iter()
+        .flat_map(|d| {
+            d.events()
+                .iter()
+                .map(|e| event_record(topic, e, d.partition))
+        })
+        .collect();
+    let sent = events.len();
+    let positions = txn.send(events).await?;
+    if positions.len() != sent {
+        return Err(CommandsError::corrupt(format!(
+            "the log answered {} positions for {sent} events",
+            positions.len()
+        )));
+    }
+    Ok(positions)
 }
 
 fn accepted_outcome(version: u64, events: Vec<ReplyEvent>) -> Outcome {

@@ -552,3 +552,39 @@ impl EventLog for KafkaLog {
         Ok(Box::new(KafkaConsumer::new(self)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::{is_permanent, kafka_error};
+    use crate::LogError;
+
+    #[test]
+    fn kafka_errors_no_retry_can_fix_are_permanent_and_the_rest_transient() {
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidConfig,
+        ] {
+            assert!(is_permanent(code), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotCoordinator,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(!is_permanent(code), "{code:?}");
+        }
+        let refused = kafka_error(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ));
+        assert!(matches!(refused, LogError::KafkaPermanent(_)) && !refused.is_transient());
+        let away = kafka_error(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ));
+        assert!(matches!(away, LogError::Kafka(_)) && away.is_transient());
+    }
+}
