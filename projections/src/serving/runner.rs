@@ -494,7 +494,31 @@ async fn build(
     if until.is_some() {
         return Ok((Built::Frozen, rebuilt.events));
     }
-    let mut worker = WorkerTask::start(&projection, &log, &topics, &handle);
+    let worker = WorkerTask::start(&projection, &log, &topics, &handle);
+    let built = catch_up(&slot, handle, worker, rebuilt, until, stopped).await?;
+    Ok((built, rebuilt.events))
+}
+
+/// Runs the new generation's worker until it has applied at least every
+/// position the served one has; for the last stretch the served worker is
+/// held still (its write lock), so this ends under any write rate.
+async fn catch_up(
+    slot: &ProjectionSlot,
+    handle: ProjectionHandle,
+    mut worker: WorkerTask,
+    rebuilt: Rebuilt,
+    until: Option<DateTime<Utc>>,
+    stopped: watch::Receiver<bool>,
+) -> Result<Built, ServingError> {
+    let version = handle.version;
+    let status = |phase, applied, total, events_per_second| RebuildStatus {
+        target_version: version,
+        until,
+        phase,
+        applied,
+        total,
+        events_per_second,
+    };
     let started = Instant::now();
     let served_handle = slot.served();
     // Woken by either worker's progress, the stop signal or the new worker
@@ -512,14 +536,11 @@ async fn build(
                 .iter()
                 .all(|(partition, next)| ours.get(partition).is_some_and(|o| o >= next));
         if caught_up {
-            return Ok((
-                Built::Live {
-                    handle,
-                    worker,
-                    hold,
-                },
-                rebuilt.events,
-            ));
+            return Ok(Built::Live {
+                handle,
+                worker,
+                hold,
+            });
         }
         let applied = handle.progress.applied.load(Ordering::Relaxed);
         let behind: u64 = served
