@@ -1,5 +1,6 @@
 //! Dependencies point one way (design.md section 2): the domain has no
-//! async runtime, no Kafka, no sled and no web server among its dependencies.
+//! async runtime, no Kafka, no sled and no web server among its dependencies;
+//! each crate names only the crates above it; the API carries no CLI concerns.
 
 use std::process::Command;
 
@@ -51,6 +52,67 @@ fn domain_depends_on_no_runtime_kafka_sled_or_web_crate() {
         assert!(
             !deps.iter().any(|d| d == forbidden),
             "domain depends on {forbidden}"
+        );
+    }
+}
+
+/// The crates a package names directly (its own manifest, normal deps).
+fn direct_dependencies_of(package: &str) -> Vec<String> {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--depth",
+            "1",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "-p",
+            package,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .skip(1) // the package itself
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn each_crate_names_only_the_crates_above_it() {
+    let order = [
+        "domain",
+        "eventlog",
+        "commands",
+        "projections",
+        "replay",
+        "api",
+    ];
+    for (index, package) in order.iter().enumerate() {
+        let deps = direct_dependencies_of(package);
+        for later in &order[index..] {
+            assert!(
+                !deps.iter().any(|d| d == later),
+                "{package} depends on {later}, listed at or below it: {deps:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_api_holds_no_http_client_progress_bars_or_workload_generator() {
+    let deps = direct_dependencies_of("api");
+    assert!(deps.iter().any(|d| d == "axum"), "{deps:?}");
+    for forbidden in ["reqwest", "indicatif", "rand", "clap"] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "api depends on {forbidden}: CLI concerns live in src/cli"
         );
     }
 }

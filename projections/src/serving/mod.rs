@@ -2,13 +2,15 @@
 //! (`generation`), building a generation from the log (`rebuild`), the slot
 //! each projection is served through with read-your-writes waits (`slot`),
 //! the per-projection runner that keeps the served worker going and
-//! builds, catches up and switches to new generations (`runner`), and how
+//! builds (`build`: the log, then catching up) and switches to new
+//! generations (`runner`), and how
 //! far each projection is behind the log (`lag`).
 //!
 //! It must never touch the served generation's files while building,
 //! never serve a generation that has not applied every position the
 //! served one had, and never remove a generation a request still reads.
 
+mod build;
 mod error;
 pub mod generation;
 pub mod lag;

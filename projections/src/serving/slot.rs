@@ -340,3 +340,34 @@ impl ReadModels {
             .ok_or_else(|| ServingError::unknown_projection(field))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_generation_goes_only_when_its_last_reader_lets_go() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = generation::generation_dir(data.path(), "history", 1);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = ProjectionStore::open(&dir).unwrap();
+        let served = Arc::new(ProjectionHandle::new("history", 1, store));
+        let reader = served.clone();
+        served.retire(dir.clone());
+        assert!(
+            dir.join(generation::RETIRED).exists(),
+            "marked on disk first"
+        );
+        drop(served);
+        assert!(dir.exists(), "a request still reads it");
+        drop(reader);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while dir.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not removed after its last reader"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
