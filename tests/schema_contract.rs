@@ -57,14 +57,19 @@ fn members(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
-#[test]
-fn the_served_schema_keeps_every_name_and_type_of_the_contract() {
+/// The contract's members (`../shared/schema.graphql`).
+pub fn contract_members() -> BTreeMap<String, BTreeMap<String, String>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schema.graphql");
     let contract = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("the contract {} is missing: {e}", path.display()));
+    members(&contract)
+}
+
+#[test]
+fn the_served_schema_keeps_every_name_and_type_of_the_contract() {
     let served = members(&api::schema::sdl());
     let mut problems = Vec::new();
-    for (type_name, expected) in members(&contract) {
+    for (type_name, expected) in contract_members() {
         let Some(actual) = served.get(&type_name) else {
             problems.push(format!("type {type_name} is missing"));
             continue;

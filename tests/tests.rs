@@ -12,6 +12,7 @@ mod dlq_cli;
 mod evolution;
 mod http_api;
 mod inspect;
+mod introspection;
 mod layering;
 mod live_rebuild;
 mod rebuild;

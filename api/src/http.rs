@@ -20,7 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 
-use crate::schema::AppSchema;
+use crate::schema::Schemas;
 use crate::state::{AdminAccess, AppState, CorrelationHeader};
 
 /// Largest request body accepted, in bytes.
@@ -30,14 +30,15 @@ pub const MAX_BATCH: usize = 16;
 
 #[derive(Clone)]
 struct Http {
-    schema: AppSchema,
+    schemas: Schemas,
     state: Arc<AppState>,
     auth_token: Option<Arc<str>>,
 }
 
-pub fn router(schema: AppSchema, state: Arc<AppState>, auth_token: Option<String>) -> Router {
+pub fn router(schemas: Schemas, state: Arc<AppState>, auth_token: Option<String>) -> Router {
+    let schema = schemas.main.clone();
     let http = Http {
-        schema: schema.clone(),
+        schemas,
         state,
         auth_token: auth_token.map(Arc::from),
     };
@@ -142,7 +143,7 @@ async fn graphql_post(
                 .collect(),
         ),
     };
-    GraphQLResponse::from(http.schema.execute_batch(batch).await).into_response()
+    GraphQLResponse::from(http.schemas.execute_batch(batch).await).into_response()
 }
 
 /// GET carries queries only: a mutation over GET could be triggered by a link.
@@ -170,7 +171,7 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
         }
     }
     GraphQLResponse::from(
-        http.schema
+        http.schemas
             .execute(request.data(correlation(&headers)))
             .await,
     )

@@ -3,6 +3,7 @@
 
 mod customer;
 mod inputs;
+pub mod introspection;
 mod mutation;
 mod query;
 mod subscription;
@@ -30,6 +31,63 @@ pub fn build(state: Arc<AppState>) -> AppSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
+}
+
+/// The schema, and the same schema with the deeper limit that standard
+/// introspection queries need (used only for operations that select
+/// nothing but introspection fields; see `introspection`).
+#[derive(Clone)]
+pub struct Schemas {
+    pub main: AppSchema,
+    introspection: AppSchema,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemas").finish_non_exhaustive()
+    }
+}
+
+impl Schemas {
+    pub fn build(state: Arc<AppState>) -> Self {
+        let introspection = Schema::build(Query, Mutation, Subscription)
+            .data(state.clone())
+            .limit_depth(introspection::MAX_DEPTH)
+            .limit_complexity(MAX_COMPLEXITY)
+            .finish();
+        Self {
+            main: build(state),
+            introspection,
+        }
+    }
+
+    /// Executes one request on the schema whose limits apply to it.
+    pub async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        if introspection::selects_only_introspection(&request.query) {
+            self.introspection.execute(request).await
+        } else {
+            self.main.execute(request).await
+        }
+    }
+
+    /// Executes a batch, each request on the schema whose limits apply to it.
+    pub async fn execute_batch(
+        &self,
+        batch: async_graphql::BatchRequest,
+    ) -> async_graphql::BatchResponse {
+        match batch {
+            async_graphql::BatchRequest::Single(request) => {
+                async_graphql::BatchResponse::Single(self.execute(request).await)
+            }
+            async_graphql::BatchRequest::Batch(requests) => {
+                let mut responses = Vec::with_capacity(requests.len());
+                for request in requests {
+                    responses.push(self.execute(request).await);
+                }
+                async_graphql::BatchResponse::Batch(responses)
+            }
+        }
+    }
 }
 
 /// The schema's SDL, for the contract and snapshot tests and for tooling.

@@ -421,8 +421,9 @@ async fn assemble(
         metrics,
         consistency_timeout: config.consistency_timeout,
     });
-    let app_schema = schema::build(state.clone());
-    let router = crate::http::router(app_schema.clone(), state, config.auth_token.clone());
+    let schemas = schema::Schemas::build(state.clone());
+    let app_schema = schemas.main.clone();
+    let router = crate::http::router(schemas, state, config.auth_token.clone());
 
     let addr = listener.local_addr()?;
     let server_stop = signal(&stopped);
