@@ -61,7 +61,9 @@ async fn malformed_oversized_and_overlarge_requests_are_refused_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_deep_and_over_complex_queries_are_rejected_with_a_clear_error() {
     let s = TestServer::start().await;
-    let levels = 14;
+    // Past even the deeper limit of introspection-only operations (24); the
+    // ordinary limit (12) is tested next to data in `introspection`.
+    let levels = 22;
     let deep = format!(
         "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
         "ofType { ".repeat(levels),
@@ -281,4 +283,112 @@ async fn admin_mutations_refuse_bad_input_and_clients_without_access() {
         status["projections"][0]["version"], 1,
         "nothing was rebuilt"
     );
+}
+
+/// POSTs `query` with the given headers; answers status, content type, body.
+async fn post_with(s: &TestServer, headers: &[(&str, &str)], body: String) -> (u16, String, Value) {
+    let mut request = s.http.post(&s.url).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        content_type,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_follow_graphql_over_http_by_the_accept_header() {
+    let s = TestServer::start().await;
+    let json_body = |query: &str| json!({ "query": query }).to_string();
+    const JSON: (&str, &str) = ("content-type", "application/json");
+    const GRJ: &str = "application/graphql-response+json";
+
+    // A good request: its media type follows Accept (JSON without one).
+    for (accept, expected) in [
+        (None, "application/json"),
+        (Some("application/json"), "application/json"),
+        (Some("*/*"), "application/json"),
+        (Some(GRJ), GRJ),
+    ] {
+        let mut headers = vec![JSON];
+        if let Some(accept) = accept {
+            headers.push(("accept", accept));
+        }
+        let (status, content_type, body) =
+            post_with(&s, &headers, json_body("{ __typename }")).await;
+        assert_eq!(status, 200, "{accept:?}: {body}");
+        assert!(
+            content_type.starts_with(expected),
+            "{accept:?}: {content_type}"
+        );
+        assert_eq!(body["data"]["__typename"], "Query");
+    }
+
+    // Request errors: 400 with graphql-response+json, 200 with JSON; never `data`.
+    let bad_documents = [
+        json_body("{ __typename"),
+        json_body("{ noSuchField }"),
+        json!({ "query": "query($id: ID!) { order(id: $id) { status } }", "variables": {} })
+            .to_string(),
+    ];
+    for document in &bad_documents {
+        let (status, content_type, body) =
+            post_with(&s, &[JSON, ("accept", GRJ)], document.clone()).await;
+        assert_eq!(status, 400, "{document}: {body}");
+        assert!(content_type.starts_with(GRJ), "{content_type}");
+        assert!(
+            body.get("data").is_none() && body["errors"][0]["message"].is_string(),
+            "{body}"
+        );
+        let (status, _, body) = post_with(
+            &s,
+            &[JSON, ("accept", "application/json")],
+            document.clone(),
+        )
+        .await;
+        assert_eq!(status, 200, "{document}: {body}");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+
+    // A field error is an executed request: 200, with its data.
+    let (status, _, body) = post_with(
+        &s,
+        &[JSON, ("accept", GRJ)],
+        json_body("{ order(id: \"\") { status } }"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("data").is_some() && body["errors"].is_array(),
+        "{body}"
+    );
+
+    // No content type, or another one: 415. Nothing acceptable: 406.
+    let (status, _, body) = post_with(&s, &[], json_body("{ __typename }")).await;
+    assert_eq!(status, 415, "{body}");
+    let (status, _, _) = post_with(
+        &s,
+        &[("content-type", "text/plain")],
+        json_body("{ __typename }"),
+    )
+    .await;
+    assert_eq!(status, 415);
+    let (status, _, _) = post_with(
+        &s,
+        &[JSON, ("accept", "text/html")],
+        json_body("{ __typename }"),
+    )
+    .await;
+    assert_eq!(status, 406);
+    s.stop().await;
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Request};
-use async_graphql_axum::{GraphQLResponse, GraphQLSubscription};
+use async_graphql_axum::GraphQLSubscription;
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
@@ -20,6 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 
+use crate::graphql_http;
 use crate::schema::Schemas;
 use crate::state::{AdminAccess, AppState, CorrelationHeader};
 
@@ -62,6 +63,13 @@ fn problem(status: StatusCode, message: &str) -> Response {
         Json(serde_json::json!({ "errors": [{ "message": message }] })),
     )
         .into_response()
+}
+
+fn not_acceptable() -> Response {
+    problem(
+        StatusCode::NOT_ACCEPTABLE,
+        "responses are application/graphql-response+json or application/json",
+    )
 }
 
 async fn authorize(State(http): State<Http>, mut request: HttpRequest, next: Next) -> Response {
@@ -116,6 +124,15 @@ async fn graphql_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let Some(format) = graphql_http::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if !graphql_http::is_json_body(&headers) {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a GraphQL POST needs Content-Type: application/json",
+        );
+    }
     let batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(error) => {
@@ -143,11 +160,14 @@ async fn graphql_post(
                 .collect(),
         ),
     };
-    GraphQLResponse::from(http.schemas.execute_batch(batch).await).into_response()
+    graphql_http::respond(format, http.schemas.execute_batch(batch).await)
 }
 
 /// GET carries queries only: a mutation over GET could be triggered by a link.
 async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> Response {
+    let Some(format) = graphql_http::negotiate(&headers) else {
+        return not_acceptable();
+    };
     let request: Request =
         match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
             Ok(request) => request,
@@ -170,12 +190,11 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
             );
         }
     }
-    GraphQLResponse::from(
-        http.schemas
-            .execute(request.data(correlation(&headers)))
-            .await,
-    )
-    .into_response()
+    let response = http
+        .schemas
+        .execute(request.data(correlation(&headers)))
+        .await;
+    graphql_http::respond(format, async_graphql::BatchResponse::Single(response))
 }
 
 /// Ready when every projection has applied everything in the log.

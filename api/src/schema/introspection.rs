@@ -10,7 +10,7 @@
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
 /// Deepest introspection-only operation accepted.
-pub const MAX_DEPTH: usize = 32;
+pub const MAX_DEPTH: usize = 24;
 
 const INTROSPECTION_FIELDS: [&str; 3] = ["__schema", "__type", "__typename"];
 

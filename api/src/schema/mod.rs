@@ -63,6 +63,9 @@ impl Schemas {
 
     /// Executes one request on the schema whose limits apply to it.
     pub async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        if let Some(refused) = crate::graphql_http::missing_variable(&request) {
+            return refused;
+        }
         if introspection::selects_only_introspection(&request.query) {
             self.introspection.execute(request).await
         } else {
