@@ -232,7 +232,7 @@ async fn ready(State(http): State<Http>) -> Response {
     }
 }
 
-async fn metrics(State(http): State<Http>) -> Response {
+async fn metrics(State(http): State<Http>, headers: HeaderMap) -> Response {
     let state = &http.state;
     for slot in state.read.slots() {
         let handle = slot.served();
@@ -268,10 +268,21 @@ async fn metrics(State(http): State<Http>) -> Response {
                 .set_dead_letters(handle.name, letters.len(), age);
         }
     }
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    (
-        [(header::CONTENT_TYPE, content_type)],
-        state.metrics.encode(),
-    )
-        .into_response()
+    // OpenMetrics for those who ask for it (Prometheus does); the classic
+    // text format otherwise (promtool, curl, older scrapers).
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        return (
+            [(header::CONTENT_TYPE, content_type)],
+            state.metrics.encode(),
+        )
+            .into_response();
+    }
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    let text = crate::metrics::prometheus_text(&state.metrics.encode());
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }

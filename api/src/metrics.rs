@@ -200,3 +200,65 @@ impl Metrics {
         out
     }
 }
+
+/// The Prometheus text format (version 0.0.4) of an OpenMetrics exposition,
+/// for scrapers and linters that ask for it (`promtool check metrics`): a
+/// counter family is named with its `_total` suffix in HELP and TYPE, as
+/// its samples are, and the OpenMetrics-only `# UNIT` and `# EOF` lines go.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_names_counters_with_their_total_suffix() {
+        let metrics = Metrics::default();
+        metrics.record_command(0.01, "accepted");
+        metrics.set_projection("history", 0, 0.0, 3);
+        let text = prometheus_text(&metrics.encode());
+        assert!(text.contains("# HELP orderstore_commands_total "), "{text}");
+        assert!(
+            text.contains("# TYPE orderstore_commands_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orderstore_commands_total{outcome=\"accepted\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE orderstore_projection_applied_events_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE orderstore_command_latency_seconds histogram"));
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+    }
+}
