@@ -65,9 +65,10 @@ pub fn contract_members() -> BTreeMap<String, BTreeMap<String, String>> {
     members(&contract)
 }
 
-#[test]
-fn the_served_schema_keeps_every_name_and_type_of_the_contract() {
-    let served = members(&api::schema::sdl());
+/// Every contract member that `served` lacks or types otherwise.
+pub fn breaches_of_the_contract(
+    served: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (type_name, expected) in contract_members() {
         let Some(actual) = served.get(&type_name) else {
@@ -84,6 +85,13 @@ fn the_served_schema_keeps_every_name_and_type_of_the_contract() {
             }
         }
     }
+    problems
+}
+
+#[test]
+fn the_served_schema_keeps_every_name_and_type_of_the_contract() {
+    let served = members(&api::schema::sdl());
+    let problems = breaches_of_the_contract(&served);
     assert!(
         problems.is_empty(),
         "the served schema breaks the contract:\n{}",
