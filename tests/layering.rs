@@ -5,6 +5,11 @@
 use std::process::Command;
 
 fn normal_dependencies_of(package: &str) -> Vec<String> {
+    tree_of(package, &[])
+}
+
+/// `cargo tree` of `package`'s normal dependencies, one package name a line.
+fn tree_of(package: &str, extra: &[&str]) -> Vec<String> {
     let output = Command::new(env!("CARGO"))
         .args([
             "tree",
@@ -18,6 +23,7 @@ fn normal_dependencies_of(package: &str) -> Vec<String> {
             "-p",
             package,
         ])
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
@@ -58,29 +64,10 @@ fn domain_depends_on_no_runtime_kafka_sled_or_web_crate() {
 
 /// The crates a package names directly (its own manifest, normal deps).
 fn direct_dependencies_of(package: &str) -> Vec<String> {
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "--depth",
-            "1",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-            "-p",
-            package,
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree runs");
-    assert!(output.status.success());
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .skip(1) // the package itself
-        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+    // The first line is the package itself.
+    tree_of(package, &["--depth", "1"])
+        .into_iter()
+        .skip(1)
         .collect()
 }
 

@@ -95,6 +95,21 @@ pub(super) struct Work {
     pub(super) topics: Topics,
 }
 
+/// How a build of generation `version` reports itself, phase by phase.
+fn status_of(
+    version: u32,
+    until: Option<DateTime<Utc>>,
+) -> impl Fn(&'static str, u64, u64, f64) -> RebuildStatus {
+    move |phase, applied, total, events_per_second| RebuildStatus {
+        target_version: version,
+        until,
+        phase,
+        applied,
+        total,
+        events_per_second,
+    }
+}
+
 /// The build itself: the log into the new generation, then (unless frozen)
 /// a worker on it until it has caught up with the served generation.
 pub(super) async fn build(
@@ -110,15 +125,7 @@ pub(super) async fn build(
         log,
         topics,
     } = work;
-    let version = handle.version;
-    let status = |phase, applied, total, events_per_second| RebuildStatus {
-        target_version: version,
-        until,
-        phase,
-        applied,
-        total,
-        events_per_second,
-    };
+    let status = status_of(handle.version, until);
     let rebuilt = if from_the_start {
         rebuild_into(
             projection.as_ref(),
@@ -164,15 +171,7 @@ async fn catch_up(
     until: Option<DateTime<Utc>>,
     stopped: watch::Receiver<bool>,
 ) -> Result<Built, ServingError> {
-    let version = handle.version;
-    let status = |phase, applied, total, events_per_second| RebuildStatus {
-        target_version: version,
-        until,
-        phase,
-        applied,
-        total,
-        events_per_second,
-    };
+    let status = status_of(handle.version, until);
     let started = Instant::now();
     let served_handle = slot.served();
     // Woken by either worker's progress, the stop signal or the new worker

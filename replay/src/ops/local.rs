@@ -185,9 +185,6 @@ impl Operations for LocalOperations {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Inspection, OpsError> {
-        if to < from {
-            return Err(OpsError::Invalid("--from must not be after --to".into()));
-        }
         let log = self.log().await?;
         super::inspect_diff(log.as_ref(), &self.location.topics(), order_id, from, to).await
     }
