@@ -13,6 +13,7 @@ mod evolution;
 mod http_api;
 mod inspect;
 mod introspection;
+mod kafka_tools;
 mod layering;
 mod live_rebuild;
 mod rebuild;

@@ -50,6 +50,7 @@ pub async fn run_all(log: &dyn EventLog, prefix: &str) {
     records_go_to_the_murmur2_partition_and_read_back_exactly(log, prefix).await;
     a_committed_transaction_shows_records_and_positions_together(log, prefix).await;
     an_aborted_transaction_leaves_nothing(log, prefix).await;
+    a_reader_at_rest_is_at_the_end_past_markers_and_aborted_records(log, prefix).await;
     open_transactions_are_invisible_to_consumers(log, prefix).await;
     a_waiting_consumer_wakes_on_new_records(log, prefix).await;
     offsets_for_times_find_the_first_record_at_or_after(log, prefix).await;
@@ -237,6 +238,50 @@ pub async fn an_aborted_transaction_leaves_nothing(log: &dyn EventLog, prefix: &
         .map(|r| r.record.value.clone().unwrap())
         .collect();
     assert_eq!(values, vec![b"kept".to_vec()], "an aborted record was read");
+}
+
+/// What lag tooling needs: once a reader has taken every committed record
+/// and polled again, its position is the partition's end, past transaction
+/// markers (Kafka) and aborted records, which it never returns.
+pub async fn a_reader_at_rest_is_at_the_end_past_markers_and_aborted_records(
+    log: &dyn EventLog,
+    prefix: &str,
+) {
+    let out = topic(log, format!("{prefix}.at-rest"), 1, false).await;
+    let tp = TopicPartition::new(&out, 0);
+    let mut txn = log.begin().await.unwrap();
+    txn.send(vec![
+        to(&out, record("a", "one", 1)),
+        to(&out, record("a", "two", 1)),
+    ])
+    .await
+    .unwrap();
+    txn.commit(vec![]).await.unwrap();
+    let mut txn = log.begin().await.unwrap();
+    txn.send(vec![to(&out, record("a", "dropped", 2))])
+        .await
+        .unwrap();
+    txn.abort().await.unwrap();
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
+    let mut read = Vec::new();
+    // Kafka writes the markers a moment after the transaction ends: at
+    // rest is when the end stops moving and the reader has polled past it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let polled = consumer.poll(10, Duration::from_millis(500)).await.unwrap();
+        read.extend(polled.into_iter().map(|r| r.record.value.unwrap()));
+        let (_, high) = log.watermarks(&tp).await.unwrap();
+        if consumer.position(&tp) == Some(high) && high >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a reader at rest is at {:?}, short of the end {high}",
+            consumer.position(&tp)
+        );
+    }
+    assert_eq!(read, vec![b"one".to_vec(), b"two".to_vec()]);
 }
 
 pub async fn open_transactions_are_invisible_to_consumers(log: &dyn EventLog, prefix: &str) {

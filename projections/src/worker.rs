@@ -171,18 +171,37 @@ async fn run_once(
     consumer.assign(assignment).await?;
     tokio::pin!(shutdown);
     let group = topics.projection_group(projection.name());
-    let mut last_group_commit = std::time::Instant::now();
+    // Kafka tooling reads lag from the group's committed offsets: they
+    // follow the positions after every applied batch and when idle, on
+    // their own task, so a slow commit never holds the batches back.
+    let committer = GroupCommitter::spawn(log.clone(), topics.clone(), group, &progress);
     loop {
         let records = tokio::select! {
             _ = &mut shutdown => break,
             polled = consumer.poll(BATCH, Duration::from_millis(250)) => polled?,
         };
-        if records.is_empty() {
-            continue;
-        }
+        // The consumer's positions, past records and past transaction
+        // markers and aborted records, which it reads but never returns.
+        let reached: BTreeMap<u32, u64> = (0..partitions)
+            .filter_map(|p| {
+                let position = consumer.position(&TopicPartition::new(&topics.events, p))?;
+                Some((p, position))
+            })
+            .collect();
         let count = records.len() as u64;
         let guard = store.lock_writes().await;
-        let prepared = prepare_batch(projection.as_ref(), &store, records)?;
+        let mut prepared = prepare_batch(projection.as_ref(), &store, records)?;
+        let known = progress.positions();
+        for (partition, next) in &reached {
+            let checkpoint = prepared.checkpoints.get(partition).or(known.get(partition));
+            if checkpoint.is_none_or(|checkpoint| next > checkpoint) {
+                prepared.batch.set_checkpoint(*partition, *next);
+                prepared.checkpoints.insert(*partition, *next);
+            }
+        }
+        if prepared.checkpoints.is_empty() {
+            continue; // nothing read, no position moved
+        }
         // Dead letters reach the DLQ topic before the batch commits: after a
         // crash in between they are sent again (at least once), never lost.
         if !prepared.dead_letters.is_empty() {
@@ -200,31 +219,80 @@ async fn run_once(
         progress
             .positions
             .send_modify(|positions| positions.extend(checkpoints));
-        // The checkpoint in the store is what the worker resumes from; the
-        // group offsets only show lag to Kafka tooling, so once a second is enough.
-        if last_group_commit.elapsed() >= GROUP_COMMIT_EVERY {
-            log.commit_offsets(group_offsets(&topics, &group, &progress))
-                .await?;
-            last_group_commit = std::time::Instant::now();
-        }
     }
     store.flush().await?;
-    log.commit_offsets(group_offsets(&topics, &group, &progress))
-        .await?;
-    Ok(())
+    committer.finish(&progress).await
 }
 
-/// How often a worker commits its consumer group offsets.
-const GROUP_COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// Commits a worker's positions as its consumer group's offsets whenever
+/// they move; a failed commit is retried with the next move or after a
+/// second (the store's checkpoints, not these offsets, are what the worker
+/// resumes from).
+struct GroupCommitter {
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+    group: String,
+    task: tokio::task::JoinHandle<()>,
+}
 
-fn group_offsets(topics: &Topics, group: &str, progress: &Progress) -> Vec<eventlog::GroupOffset> {
-    progress
-        .positions()
-        .into_iter()
+impl GroupCommitter {
+    fn spawn(log: Arc<dyn EventLog>, topics: Topics, group: String, progress: &Progress) -> Self {
+        let mut moved = progress.watch();
+        let (task_log, task_topics, task_group) = (log.clone(), topics.clone(), group.clone());
+        let task = tokio::spawn(async move {
+            let mut committed = BTreeMap::new();
+            loop {
+                let positions = moved.borrow_and_update().clone();
+                if positions != committed {
+                    let offsets = group_offsets(&task_topics, &task_group, &positions);
+                    match task_log.commit_offsets(offsets).await {
+                        Ok(()) => committed = positions,
+                        Err(error) => {
+                            tracing::warn!(group = task_group, %error, "could not commit the group's offsets; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    }
+                }
+                if moved.changed().await.is_err() {
+                    return; // the worker's progress is gone
+                }
+            }
+        });
+        Self {
+            log,
+            topics,
+            group,
+            task,
+        }
+    }
+
+    /// Stops the task and commits the last positions once more, waiting for it.
+    async fn finish(self, progress: &Progress) -> Result<(), WorkerError> {
+        self.task.abort();
+        let offsets = group_offsets(&self.topics, &self.group, &progress.positions());
+        self.log.commit_offsets(offsets).await?;
+        Ok(())
+    }
+}
+
+impl Drop for GroupCommitter {
+    fn drop(&mut self) {
+        self.task.abort(); // the worker stopped on an error
+    }
+}
+
+fn group_offsets(
+    topics: &Topics,
+    group: &str,
+    positions: &BTreeMap<u32, u64>,
+) -> Vec<eventlog::GroupOffset> {
+    positions
+        .iter()
         .map(|(partition, next_offset)| eventlog::GroupOffset {
             group: group.to_owned(),
-            partition: TopicPartition::new(&topics.events, partition),
-            next_offset,
+            partition: TopicPartition::new(&topics.events, *partition),
+            next_offset: *next_offset,
         })
         .collect()
 }

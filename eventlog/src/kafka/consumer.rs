@@ -20,6 +20,10 @@ pub(crate) struct KafkaConsumer {
     log: KafkaLog,
     consumer: Arc<StreamConsumer>,
     positions: BTreeMap<TopicPartition, u64>,
+    /// librdkafka's positions from before the last `assign`: it resets them
+    /// on its own thread a little later, so until a partition's position
+    /// differs from this it may still be the previous assignment's.
+    stale: BTreeMap<TopicPartition, i64>,
     /// Joined a consumer group (`subscribe`).
     member: bool,
 }
@@ -58,6 +62,7 @@ impl KafkaConsumer {
             log: log.clone(),
             consumer: Arc::new(consumer),
             positions: BTreeMap::new(),
+            stale: BTreeMap::new(),
             member: false,
         })
     }
@@ -80,6 +85,43 @@ fn create(log: &KafkaLog, group: &str, instance: Option<&str>) -> Result<StreamC
         .set("heartbeat.interval.ms", "1000")
         .create()
         .map_err(kafka_error)
+}
+
+impl KafkaConsumer {
+    /// Moves the positions past what librdkafka has consumed without
+    /// showing it: transaction markers and aborted records. Its position
+    /// advances over a marker when a poll passes it, in queue order, so it
+    /// never runs ahead of a record not yet returned.
+    fn step_past_markers(&mut self) {
+        let current: Vec<_> = self.librdkafka_positions().collect();
+        for (tp, next) in current {
+            if self.stale.get(&tp) == Some(&next) {
+                continue;
+            }
+            self.stale.remove(&tp);
+            let Ok(next) = u64::try_from(next) else {
+                continue; // not consumed from yet
+            };
+            let position = self.positions.entry(tp).or_insert(next);
+            *position = (*position).max(next);
+        }
+    }
+
+    /// librdkafka's next offset per assigned partition (negative: none yet).
+    fn librdkafka_positions(&self) -> impl Iterator<Item = (TopicPartition, i64)> {
+        let list = self.consumer.position().unwrap_or_default();
+        list.elements()
+            .into_iter()
+            .map(|e| {
+                let next = match e.offset() {
+                    Offset::Offset(next) => next,
+                    _ => -1,
+                };
+                (TopicPartition::new(e.topic(), e.partition() as u32), next)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
 }
 
 fn stored(message: &BorrowedMessage<'_>) -> StoredRecord {
@@ -120,6 +162,7 @@ impl LogConsumer for KafkaConsumer {
             )
             .map_err(kafka_error)?;
         }
+        self.stale = self.librdkafka_positions().collect();
         self.consumer.assign(&list).map_err(kafka_error)?;
         self.positions = positions.into_iter().collect();
         Ok(())
@@ -133,6 +176,7 @@ impl LogConsumer for KafkaConsumer {
         self.consumer = consumer;
         self.member = true;
         self.positions.clear();
+        self.stale.clear();
         Ok(())
     }
 
@@ -180,6 +224,7 @@ impl LogConsumer for KafkaConsumer {
                 }
             }
         }
+        self.step_past_markers();
         Ok(out)
     }
 
