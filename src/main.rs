@@ -6,24 +6,32 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use cli::args::{Commands, LogFormat};
 
 /// mimalloc: with glibc's allocator the projection workers' many small
 /// allocations queue on its arena lock (perf on `bench rebuild`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
-    tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => lines.init(),
+        LogFormat::Json => lines.json().flatten_event(true).init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = cli::args::Cli::parse();
-    init_tracing();
+    let format = match &cli.command {
+        Commands::Serve(serve) => serve.log_format,
+        _ => LogFormat::Text,
+    };
+    init_tracing(format);
     cli::run(cli.command).await
 }

@@ -25,6 +25,7 @@ fn legacy_order_placed(order: &str, customer: &str, amount: i64) -> OutgoingReco
         sequence: 1,
         schema_version: 1,
         partition_key: order.into(),
+        trace: None,
     };
     let payload = encode_wire(&wire::OrderPlacedV1 {
         order_id: order.into(),

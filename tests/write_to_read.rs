@@ -76,6 +76,13 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
         },
         correlation_id: "corr-1".into(),
         reply_to: "test".into(),
+        trace: Some(
+            domain::TraceContext::parse(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                Some("congo=t61rcWkgMzE"),
+            )
+            .unwrap(),
+        ),
     };
     let record = Record {
         key: b"order-42".to_vec(),
@@ -116,6 +123,12 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
     };
     // 37.50 + 7% tax: 2.625 rounds half to even, to 2.62.
     assert_eq!(events[0].cloudevent["data"]["total"]["amount"], "40.12");
+    // The command's trace context is on its event, as CloudEvents extensions.
+    assert_eq!(
+        events[0].cloudevent["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert_eq!(events[0].cloudevent["tracestate"], "congo=t61rcWkgMzE");
     let (partition, offset) = parse_consistency_token(&consistency_token).unwrap();
     assert!(
         history_progress

@@ -22,7 +22,7 @@ use axum::{Extension, Json, Router};
 
 use crate::graphql_http;
 use crate::schema::Schemas;
-use crate::state::{AdminAccess, AppState, CorrelationHeader};
+use crate::state::{AdminAccess, AppState, CommandHeaders};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -109,13 +109,24 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-fn correlation(headers: &HeaderMap) -> CorrelationHeader {
-    CorrelationHeader(
+fn command_headers(headers: &HeaderMap) -> CommandHeaders {
+    let text = |name: &str| {
         headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    )
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+    };
+    let traceparent = match text("traceparent")[..] {
+        [one] => Some(one.to_owned()),
+        _ => None,
+    };
+    let tracestate = Some(text("tracestate").join(",")).filter(|s| !s.is_empty());
+    CommandHeaders {
+        correlation_id: text("x-correlation-id").first().map(|v| (*v).to_owned()),
+        traceparent,
+        tracestate,
+    }
 }
 
 async fn graphql_post(
@@ -142,7 +153,7 @@ async fn graphql_post(
             )
         }
     };
-    let correlation = correlation(&headers);
+    let correlation = command_headers(&headers);
     let batch = match batch {
         BatchRequest::Single(request) => {
             BatchRequest::Single(request.data(correlation).data(admin))
@@ -192,7 +203,7 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
     }
     let response = http
         .schemas
-        .execute(request.data(correlation(&headers)))
+        .execute(request.data(command_headers(&headers)))
         .await;
     graphql_http::respond(format, async_graphql::BatchResponse::Single(response))
 }

@@ -75,6 +75,30 @@ pub(crate) fn require_admin(ctx: &async_graphql::Context<'_>) -> Result<(), ApiE
     }
 }
 
-/// The correlation id from the `X-Correlation-Id` header, if any.
-#[derive(Debug, Clone)]
-pub struct CorrelationHeader(pub Option<String>);
+/// What a request's HTTP headers say about the commands it sends: the
+/// `X-Correlation-Id`, and the W3C `traceparent` and `tracestate`.
+#[derive(Debug, Clone, Default)]
+pub struct CommandHeaders {
+    pub correlation_id: Option<String>,
+    /// None when absent, and when sent more than once (the spec then
+    /// treats it as invalid).
+    pub traceparent: Option<String>,
+    /// Several `tracestate` headers are one list, joined by commas.
+    pub tracestate: Option<String>,
+}
+
+impl CommandHeaders {
+    /// The trace context for a command: the request's, when its
+    /// `traceparent` is valid; else a fresh trace, as the spec says a
+    /// receiver restarts one.
+    pub fn trace(&self) -> domain::TraceContext {
+        if let Some(traceparent) = &self.traceparent {
+            match domain::TraceContext::parse(traceparent, self.tracestate.as_deref()) {
+                Ok(trace) => return trace,
+                Err(error) => tracing::debug!(%error, "starting a new trace"),
+            }
+        }
+        let (trace_id, span_id) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        domain::TraceContext::fresh(trace_id.as_u128(), span_id.as_u64_pair().0)
+    }
+}

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::Command;
+use domain::{Command, TraceContext};
 use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
 use tokio::sync::oneshot;
 
@@ -95,11 +95,13 @@ impl CommandGateway {
 
     /// Sends a command and waits for its outcome: accepted, or
     /// `CommandsError::Rejected` with the domain's reason, or a timeout
-    /// (the command may still apply).
+    /// (the command may still apply). The correlation id and the trace
+    /// context land on every event the command causes.
     pub async fn send(
         &self,
         command: Command,
         correlation_id: String,
+        trace: TraceContext,
     ) -> Result<Accepted, CommandsError> {
         let started = Instant::now();
         let command_id = command.command_id.to_string();
@@ -111,19 +113,26 @@ impl CommandGateway {
             .entry(command_id.clone())
             .or_default()
             .push(tx);
+        let trace_id = trace.trace_id().to_owned();
+        // The W3C headers Kafka instrumentations read, beside the message.
+        let mut headers = vec![
+            domain::Header::new("correlation-id", correlation_id.as_str()),
+            domain::Header::new("traceparent", trace.traceparent.as_str()),
+        ];
+        if let Some(state) = &trace.tracestate {
+            headers.push(domain::Header::new("tracestate", state.as_str()));
+        }
         let message = CommandMessage {
             command,
             correlation_id: correlation_id.clone(),
             reply_to: self.instance.clone(),
+            trace: Some(trace),
         };
         let value = serde_json::to_vec(&message).map_err(CommandsError::corrupt)?;
         let record = Record {
             key: order_id.as_bytes().to_vec(),
             value: Some(value),
-            headers: vec![domain::Header::new(
-                "correlation-id",
-                correlation_id.as_str(),
-            )],
+            headers,
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
         };
         // One deadline bounds the whole mutation: the append and the reply.
@@ -174,6 +183,7 @@ impl CommandGateway {
             order_id,
             command_id,
             correlation_id,
+            trace_id,
             outcome,
             "command answered"
         );

@@ -2,7 +2,7 @@
 //! are our own internal records (not the event wire format), self-describing
 //! so that fields can be added with defaults.
 
-use domain::{Command, OrderState, Rejection, RejectionCode};
+use domain::{Command, OrderState, Rejection, RejectionCode, TraceContext};
 use serde::{Deserialize, Serialize};
 
 /// A command on the commands topic (key = order id).
@@ -12,6 +12,10 @@ pub struct CommandMessage {
     pub correlation_id: String,
     /// The API instance waiting for the reply.
     pub reply_to: String,
+    /// W3C trace context, copied onto every event the command causes.
+    /// Commands written before it was recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// The outcome of one command on the replies topic (key = command id).

@@ -91,6 +91,7 @@ impl Harness {
             },
             correlation_id: format!("corr-{command_id}"),
             reply_to: "test".into(),
+            trace: None,
         };
         let record = Record {
             key: order.as_bytes().to_vec(),
@@ -331,6 +332,7 @@ async fn a_repeat_within_the_same_batch_returns_the_original_events() {
         },
         correlation_id: "corr".into(),
         reply_to: "test".into(),
+        trace: None,
     };
     let record = OutgoingRecord {
         topic: Topics::default().commands,

@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::codec::{self, CodecError};
 use crate::ids::{CommandId, OrderId};
 use crate::order::{OrderEvent, Recorded};
+use crate::trace::TraceContext;
 
 pub const SPEC_VERSION: &str = "1.0";
 /// Content type of the bincode payload in binary mode.
@@ -31,6 +32,9 @@ pub mod header {
     pub const SEQUENCE: &str = "ce_sequence";
     pub const SCHEMA_VERSION: &str = "ce_schemaversion";
     pub const PARTITION_KEY: &str = "ce_partitionkey";
+    /// The CloudEvents distributed-tracing extension (W3C trace context).
+    pub const TRACEPARENT: &str = "ce_traceparent";
+    pub const TRACESTATE: &str = "ce_tracestate";
     pub const CONTENT_TYPE: &str = "content-type";
 }
 
@@ -77,6 +81,9 @@ pub struct Envelope {
     pub sequence: u64,
     pub schema_version: u32,
     pub partition_key: String,
+    /// The trace context of the command that caused it; events written
+    /// before trace context was recorded have none.
+    pub trace: Option<TraceContext>,
 }
 
 /// RFC 3339 with microseconds, the one text form of event time.
@@ -87,7 +94,7 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
 impl Envelope {
     /// Kafka binary content mode: attributes as `ce_*` headers.
     pub fn to_headers(&self) -> Vec<Header> {
-        vec![
+        let mut headers = vec![
             Header::new(header::SPEC_VERSION, SPEC_VERSION),
             Header::new(header::ID, self.id.as_str()),
             Header::new(header::SOURCE, self.source.as_str()),
@@ -100,7 +107,14 @@ impl Envelope {
             Header::new(header::SCHEMA_VERSION, self.schema_version.to_string()),
             Header::new(header::PARTITION_KEY, self.partition_key.as_str()),
             Header::new(header::CONTENT_TYPE, CONTENT_TYPE),
-        ]
+        ];
+        if let Some(trace) = &self.trace {
+            headers.push(Header::new(header::TRACEPARENT, trace.traceparent.as_str()));
+            if let Some(state) = &trace.tracestate {
+                headers.push(Header::new(header::TRACESTATE, state.as_str()));
+            }
+        }
+        headers
     }
 
     /// Reads the envelope back from record headers; every attribute is required.
@@ -134,8 +148,17 @@ impl Envelope {
             sequence: number(headers, header::SEQUENCE)?,
             schema_version: number(headers, header::SCHEMA_VERSION)?,
             partition_key: text(headers, header::PARTITION_KEY)?.to_owned(),
+            trace: trace_of(headers),
         })
     }
+}
+
+/// The optional trace extension. A malformed one (not written by this
+/// store) is left out rather than making the event unreadable.
+fn trace_of(headers: &[Header]) -> Option<TraceContext> {
+    let traceparent = text(headers, header::TRACEPARENT).ok()?;
+    let tracestate = text(headers, header::TRACESTATE).ok();
+    TraceContext::parse(traceparent, tracestate).ok()
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> EnvelopeError {
@@ -176,6 +199,7 @@ pub struct RecordedEvent {
 pub struct EventMeta {
     pub id: String,
     pub correlation_id: String,
+    pub trace: Option<TraceContext>,
 }
 
 impl RecordedEvent {
@@ -194,6 +218,7 @@ impl RecordedEvent {
                 sequence: recorded.sequence,
                 schema_version: codec::current_version(event_type),
                 partition_key: recorded.order_id.to_string(),
+                trace: meta.trace,
             },
             event: recorded.event.clone(),
         }
@@ -244,6 +269,8 @@ impl RecordedEvent {
             schema_version: codec::current_version(self.event.event_type()),
             correlation_id: e.correlation_id.clone(),
             causation_id: e.causation_id.clone(),
+            traceparent: e.trace.as_ref().map(|t| t.traceparent.clone()),
+            tracestate: e.trace.as_ref().and_then(|t| t.tracestate.clone()),
             data: codec::event_data_json(&self.event),
         }
     }
@@ -252,7 +279,7 @@ impl RecordedEvent {
     /// with the data as JSON in the current (upcast) shape.
     pub fn to_cloudevent_json(&self) -> Value {
         let e = &self.envelope;
-        let built = EventBuilderV10::new()
+        let mut builder = EventBuilderV10::new()
             .id(e.id.as_str())
             .source(e.source.as_str())
             .ty(e.event_type.as_str())
@@ -267,7 +294,14 @@ impl RecordedEvent {
                 "schemaversion",
                 codec::current_version(self.event.event_type()).to_string(),
             )
-            .extension("partitionkey", e.partition_key.as_str())
+            .extension("partitionkey", e.partition_key.as_str());
+        if let Some(trace) = &e.trace {
+            builder = builder.extension("traceparent", trace.traceparent.as_str());
+            if let Some(state) = &trace.tracestate {
+                builder = builder.extension("tracestate", state.as_str());
+            }
+        }
+        let built = builder
             .data("application/json", codec::event_data_json(&self.event))
             .build();
         match built.map(|event| serde_json::to_value(&event)) {
@@ -292,6 +326,9 @@ pub struct StructuredEvent {
     pub schema_version: u32,
     pub correlation_id: String,
     pub causation_id: String,
+    /// The distributed-tracing extension, when the event has one.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
     pub data: Value,
 }
 
@@ -327,6 +364,8 @@ impl StructuredEvent {
                 .map_err(|_| invalid("schemaversion", "out of range"))?,
             correlation_id: text("correlationid")?,
             causation_id: text("causationid")?,
+            traceparent: text("traceparent").ok(),
+            tracestate: text("tracestate").ok(),
             data: json
                 .get("data")
                 .cloned()

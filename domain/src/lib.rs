@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod trace;
 
 pub use envelope::{Envelope, EnvelopeError, EventMeta, Header, RecordedEvent};
 pub use ids::{CommandId, CustomerId, OrderId};
@@ -18,3 +19,4 @@ pub use order::{
     decide, evolve, initial_state, is_terminal, status_when, Command, CommandBody, Order,
     OrderEvent, OrderState, OrderStatus, PaymentStatus, Recorded, Rejection, RejectionCode,
 };
+pub use trace::{TraceContext, TraceparentError};

@@ -248,6 +248,10 @@ fn recorded_event(event: OrderEvent, sequence: u64, micros: i64) -> (Recorded, R
     let meta = domain::EventMeta {
         id: "e-1".into(),
         correlation_id: "corr".into(),
+        trace: Some(domain::TraceContext::fresh(
+            u128::from(micros.unsigned_abs()),
+            7,
+        )),
     };
     let enveloped = RecordedEvent::new(&recorded, meta);
     (recorded, enveloped)

@@ -430,7 +430,8 @@ impl<'a> Pending<'a> {
             }
             Err(ApplyError::Store(error)) => Err(error),
             Err(ApplyError::Rule(error)) => {
-                tracing::warn!(projection = projection.name(), order_id, correlation_id = %event.envelope.correlation_id, %error, "dead-lettering an event");
+                let trace_id = event.envelope.trace.as_ref().map_or("", |t| t.trace_id());
+                tracing::warn!(projection = projection.name(), order_id, event_id = %event.envelope.id, correlation_id = %event.envelope.correlation_id, trace_id, %error, "dead-lettering an event");
                 self.dead_letter(stored, Some(order_id), error)
             }
         }

@@ -60,6 +60,7 @@ fn stored(
         EventMeta {
             id: format!("e-{order}-{sequence}"),
             correlation_id: "corr".into(),
+            trace: None,
         },
     );
     let (headers, payload) = event.encode();

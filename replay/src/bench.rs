@@ -102,6 +102,11 @@ fn lifecycle(order: u64, base_micros: i64) -> Vec<RecordedEvent> {
                 EventMeta {
                     id: format!("e-{order}-{i}"),
                     correlation_id: "bench".into(),
+                    // Real events carry their command's trace context.
+                    trace: Some(domain::TraceContext::fresh(
+                        u128::from(order) + 1,
+                        i as u64 + 1,
+                    )),
                 },
             )
         })

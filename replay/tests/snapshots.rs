@@ -32,6 +32,7 @@ fn command(order: &str) -> OutgoingRecord {
         },
         correlation_id: "corr".into(),
         reply_to: "nobody".into(),
+        trace: None,
     };
     OutgoingRecord {
         topic: Topics::default().commands,

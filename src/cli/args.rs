@@ -251,6 +251,16 @@ pub struct ServeArgs {
     /// How long `consistentWith` waits for the read models, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub consistency_timeout_ms: u64,
+    /// Log lines on stderr: `text` for people, `json` (one object per line,
+    /// with the event's fields at the top level) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ORDERSTORE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]

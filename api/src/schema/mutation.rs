@@ -13,7 +13,7 @@ use crate::schema::inputs::{self, *};
 use crate::schema::types::{
     CommandResult, DeadLetter, DeadLetterRetry, Event, ProjectionVerification, RebuildStarted,
 };
-use crate::state::{require_admin, AppState, CorrelationHeader};
+use crate::state::{require_admin, AppState, CommandHeaders};
 
 #[derive(Debug, Default)]
 pub struct Mutation;
@@ -37,10 +37,11 @@ async fn send(
     let state = ctx.data::<Arc<AppState>>()?;
     let (key, correlation) = input.keys();
     let envelope = inputs::envelope(order, key, correlation)?;
-    let header = ctx
-        .data_opt::<CorrelationHeader>()
-        .and_then(|h| h.0.clone());
-    let correlation_id = match (envelope.correlation_id, header) {
+    let headers = ctx
+        .data_opt::<CommandHeaders>()
+        .cloned()
+        .unwrap_or_default();
+    let correlation_id = match (envelope.correlation_id, headers.correlation_id.clone()) {
         (Some(id), _) => id,
         (None, Some(header)) => inputs::correlation_id("X-Correlation-Id", &header)?,
         (None, None) => uuid::Uuid::new_v4().to_string(),
@@ -51,7 +52,10 @@ async fn send(
         body,
     };
     let started = std::time::Instant::now();
-    let answer = state.gateway.send(command, correlation_id).await;
+    let answer = state
+        .gateway
+        .send(command, correlation_id, headers.trace())
+        .await;
     let outcome = match &answer {
         Ok(_) => Some("accepted"),
         Err(CommandsError::Rejected(_)) => Some("rejected"),

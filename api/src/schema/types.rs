@@ -121,6 +121,11 @@ pub struct Event {
     pub data: Json<serde_json::Value>,
     pub partition: i32,
     pub offset: String,
+    /// W3C trace context of the command that caused it (CloudEvents
+    /// distributed-tracing extension); none on events written before it
+    /// was recorded.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 impl Event {
@@ -139,6 +144,8 @@ impl Event {
             data: Json(event.data),
             partition: i32::try_from(partition).unwrap_or(i32::MAX),
             offset: offset.to_string(),
+            traceparent: event.traceparent,
+            tracestate: event.tracestate,
         }
     }
 

@@ -202,18 +202,19 @@ impl CommandProcessor {
                     let meta = EventMeta {
                         id: id.to_string(),
                         correlation_id: message.correlation_id.clone(),
+                        trace: message.trace.clone(),
                     };
                     recorded_events.push(RecordedEvent::new(&recorded, meta));
                 }
                 if let Some((_, snapshot)) = touched.get_mut(&order_id) {
                     snapshot.state = state;
                 }
-                tracing::debug!(order_id, command_id, correlation_id = %message.correlation_id, "command accepted");
+                tracing::debug!(order_id, command_id, correlation_id = %message.correlation_id, trace_id = trace_id(message), "command accepted");
                 Ok(Decision::Accepted(recorded_events))
             }
             Err(rejection) => {
                 let reply = RejectionReply::from(&rejection);
-                tracing::debug!(order_id, command_id, code = reply.code.as_str(), correlation_id = %message.correlation_id, "command rejected");
+                tracing::debug!(order_id, command_id, code = reply.code.as_str(), correlation_id = %message.correlation_id, trace_id = trace_id(message), "command rejected");
                 if let Some((_, snapshot)) = touched.get_mut(&order_id) {
                     snapshot.remember_rejection(&command_id, reply.clone());
                 }
@@ -395,4 +396,12 @@ fn reply_record(
             timestamp_ms: 0,
         },
     })
+}
+
+/// The trace id of a command, for its log lines ("" when it has none).
+fn trace_id(message: &CommandMessage) -> &str {
+    message
+        .trace
+        .as_ref()
+        .map_or("", domain::TraceContext::trace_id)
 }

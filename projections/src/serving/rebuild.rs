@@ -150,6 +150,25 @@ pub async fn rebuild_into(
             events_per_second: applied as f64 / elapsed,
         });
     }
+    if until.is_none() {
+        // Past the transaction markers the consumer stepped over, as the
+        // worker's checkpoints are, up to the target (not for a build until
+        // a time: a record after that time below its end was skipped).
+        let mut batch = crate::store::StoreBatch::default();
+        let mut moved = false;
+        for partition in &assigned {
+            let tp = TopicPartition::new(&topics.events, *partition);
+            let reached = consumer.position(&tp).unwrap_or(0).min(ends[partition]);
+            if store.checkpoint(*partition)?.is_none_or(|at| reached > at) {
+                batch.set_checkpoint(*partition, reached);
+                moved = true;
+            }
+        }
+        if moved {
+            let _guard = store.lock_writes().await;
+            store.commit(batch)?;
+        }
+    }
     store.flush().await?;
     Ok(Rebuilt {
         events: applied,
