@@ -392,3 +392,21 @@ async fn responses_follow_graphql_over_http_by_the_accept_header() {
     assert_eq!(status, 406);
     s.stop().await;
 }
+
+#[test]
+fn serve_refuses_flags_out_of_range_with_their_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--session-timeout-ms", "500", "6000..=1800000"),
+        ("--session-timeout-ms", "soon", "invalid digit"),
+        ("--log-format", "xml", "possible values: text, json"),
+    ] {
+        let output = orderstore(&["serve", flag, value], dir.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(says),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}

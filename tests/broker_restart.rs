@@ -67,6 +67,7 @@ async fn a_broker_restart_mid_load_loses_nothing_acknowledged() {
             bootstrap_servers: bootstrap.clone(),
             replication_factor: 1,
             transactional_id: None,
+            session_timeout: None,
         });
         c.topic_prefix = "restart".into();
         c.command_timeout = Duration::from_secs(5);

@@ -236,6 +236,16 @@ pub struct ServeArgs {
     /// Partitions of new topics (default 6); existing topics keep theirs.
     #[arg(long, env = "ORDERSTORE_PARTITIONS")]
     pub partitions: Option<u32>,
+    /// Kafka: the processor group's session timeout, in milliseconds. A
+    /// node that dies (kill -9, a lost machine) keeps its commands
+    /// partitions this long before another node takes them over: shorter
+    /// fails over sooner, but a node stalled that long (a GC-like pause, a
+    /// slow disk, a network blip) is also dropped and its partitions
+    /// rebalanced. Must lie within the brokers' group.min/max.session.timeout.ms
+    /// (6 s to 30 min by default).
+    #[arg(long, env = "ORDERSTORE_SESSION_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(6_000..=1_800_000))]
+    pub session_timeout_ms: Option<u64>,
     /// Serve the API and read models without a command processor on this node.
     #[arg(long)]
     pub no_processor: bool,

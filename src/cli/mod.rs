@@ -65,6 +65,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             bootstrap_servers,
             replication_factor: args.replication_factor,
             transactional_id: args.transactional_id,
+            session_timeout: args.session_timeout_ms.map(Duration::from_millis),
         });
     }
     config.auth_token = args.auth_token;

@@ -57,6 +57,7 @@ impl TestServer {
                     bootstrap_servers: kafka_bootstrap(),
                     replication_factor: 1,
                     transactional_id: None,
+                    session_timeout: None,
                 });
                 config.topic_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
             }

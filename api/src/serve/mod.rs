@@ -254,6 +254,9 @@ async fn open_backend(
                 .clone()
                 .unwrap_or_else(|| format!("{}.{instance}", topics.processor_group()));
             kafka_config.group_instance_id = Some(instance);
+            if let Some(session_timeout) = kafka.session_timeout {
+                kafka_config.session_timeout = session_timeout;
+            }
             let log = KafkaLog::connect(kafka_config).await?;
             Ok((Arc::new(log), None))
         }

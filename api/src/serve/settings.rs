@@ -25,6 +25,9 @@ pub struct KafkaSettings {
     pub replication_factor: i32,
     /// Defaults to `<prefix>.command-processor.<instance id of the data directory>`.
     pub transactional_id: Option<String>,
+    /// The processor group's session timeout (default 10 s): how long a
+    /// dead node keeps its commands partitions before another takes them.
+    pub session_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Display for Backend {

@@ -95,16 +95,31 @@ impl CommandProcessor {
     /// Takes ownership of partitions: restores their state from the
     /// snapshots topic unless the local store already reflects the group's
     /// committed offset, and learns their last event time.
+    /// The partitions are adopted concurrently, each reading until its
+    /// data ends.
     pub async fn adopt(&mut self, partitions: &BTreeSet<u32>) -> Result<(), CommandsError> {
-        let topics = &self.topics;
-        for &partition in partitions {
-            let committed =
-                restore_partition(self.log.as_ref(), topics, &self.store, partition).await?;
-            match restore::last_event_time(self.log.as_ref(), topics, partition).await? {
+        let (log, topics, store) = (self.log.as_ref(), &self.topics, &self.store);
+        let started = std::time::Instant::now();
+        let adopted =
+            futures_util::future::try_join_all(partitions.iter().map(|&partition| async move {
+                let committed = restore_partition(log, topics, store, partition).await?;
+                let last_time = restore::last_event_time(log, topics, partition).await?;
+                tracing::info!(partition, committed, "adopted a commands partition");
+                Ok::<_, CommandsError>((partition, last_time))
+            }))
+            .await?;
+        for (partition, last_time) in adopted {
+            match last_time {
                 Some(time) => self.last_time.insert(partition, time),
                 None => self.last_time.remove(&partition),
             };
-            tracing::info!(partition, committed, "adopted a commands partition");
+        }
+        if !partitions.is_empty() {
+            tracing::info!(
+                partitions = partitions.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "adopted commands partitions"
+            );
         }
         self.owned.extend(partitions);
         Ok(())

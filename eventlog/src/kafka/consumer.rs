@@ -2,7 +2,7 @@
 //! membership of a consumer group (`subscribe`) whose partitions move
 //! between members on rebalance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ pub(crate) struct KafkaConsumer {
     /// on its own thread a little later, so until a partition's position
     /// differs from this it may still be the previous assignment's.
     stale: BTreeMap<TopicPartition, i64>,
+    /// Partitions whose end this consumer reached (librdkafka's partition
+    /// EOF) and has read nothing from since.
+    at_end: BTreeSet<TopicPartition>,
     /// Joined a consumer group (`subscribe`).
     member: bool,
 }
@@ -63,6 +66,7 @@ impl KafkaConsumer {
             consumer: Arc::new(consumer),
             positions: BTreeMap::new(),
             stale: BTreeMap::new(),
+            at_end: BTreeSet::new(),
             member: false,
         })
     }
@@ -80,8 +84,14 @@ fn create(log: &KafkaLog, group: &str, instance: Option<&str>) -> Result<StreamC
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50")
+        // Reaching the end is an event, so a reader of a partition's end
+        // stops there instead of waiting out its poll.
+        .set("enable.partition.eof", "true")
         // A member that died is replaced within seconds, not the default 45.
-        .set("session.timeout.ms", "10000")
+        .set(
+            "session.timeout.ms",
+            log.inner.config.session_timeout.as_millis().to_string(),
+        )
         .set("heartbeat.interval.ms", "1000")
         .create()
         .map_err(kafka_error)
@@ -165,6 +175,7 @@ impl LogConsumer for KafkaConsumer {
         self.stale = self.librdkafka_positions().collect();
         self.consumer.assign(&list).map_err(kafka_error)?;
         self.positions = positions.into_iter().collect();
+        self.at_end.clear();
         Ok(())
     }
 
@@ -177,6 +188,7 @@ impl LogConsumer for KafkaConsumer {
         self.member = true;
         self.positions.clear();
         self.stale.clear();
+        self.at_end.clear();
         Ok(())
     }
 
@@ -213,10 +225,31 @@ impl LogConsumer for KafkaConsumer {
                         wait = deadline.saturating_duration_since(tokio::time::Instant::now());
                     }
                 }
+                // The end of a partition: when every partition read is at
+                // its end and nothing came, answer now, not at the timeout.
+                // (The event comes once per arrival at the end, so an idle
+                // reader still waits.)
+                Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                    if let Some(tp) = self
+                        .assignment()
+                        .into_iter()
+                        .find(|tp| tp.partition == partition as u32)
+                    {
+                        self.at_end.insert(tp);
+                    }
+                    let assigned = self.assignment();
+                    if out.is_empty()
+                        && !assigned.is_empty()
+                        && assigned.iter().all(|tp| self.at_end.contains(tp))
+                    {
+                        break;
+                    }
+                }
                 Ok(Err(error)) => return Err(kafka_error(error)),
                 Ok(Ok(message)) => {
                     let record = stored(&message);
                     let tp = TopicPartition::new(&record.topic, record.partition);
+                    self.at_end.remove(&tp);
                     self.positions.insert(tp, record.offset + 1);
                     out.push(record);
                     // After the first record, take only what is already there.

@@ -38,6 +38,10 @@ use crate::{
 use consumer::KafkaConsumer;
 use transaction::{KafkaTransaction, TransactionalProducer};
 
+/// The default group session timeout: a dead member is replaced within
+/// seconds (Kafka's client default is 45 s).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How to reach and use a Kafka cluster.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -51,6 +55,10 @@ pub struct KafkaConfig {
     /// joins: a restarted node takes its partitions back at once instead of
     /// waiting out the dead member's session.
     pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` of the groups this handle joins: how long a
+    /// member that stopped heartbeating (killed, paused, cut off) keeps its
+    /// partitions. Shorter fails over sooner but rebalances on shorter stalls.
+    pub session_timeout: Duration,
     /// Bound of every blocking call to the cluster.
     pub timeout: Duration,
 }
@@ -62,6 +70,7 @@ impl KafkaConfig {
             replication_factor: 1,
             transactional_id: "orderstore-command-processor".into(),
             group_instance_id: None,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
             timeout: Duration::from_secs(15),
         }
     }
