@@ -605,6 +605,17 @@ async fn a_held_projection_shows_its_lag_and_catches_up(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+    // It names the lagging projection (on Kafka the processor may also
+    // still be joining its group this soon after the start).
+    let waiting: Value = ready.json().await.unwrap();
+    let reasons = waiting["waitingFor"].as_array().unwrap();
+    assert!(
+        reasons.contains(&json!("projection customer: 5 events behind"))
+            && reasons.iter().all(|r| r.as_str().is_some_and(|r| r
+                .starts_with("projection customer")
+                || r.starts_with("command processor"))),
+        "{waiting}"
+    );
 
     drop(held);
     let status = eventually(

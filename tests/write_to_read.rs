@@ -36,6 +36,7 @@ async fn an_accepted_command_is_readable_once_the_projection_passes_its_token() 
         store,
         Arc::new(SystemClock),
         100,
+        Default::default(),
         wait(stopped.clone()),
     ));
     let history_store = ProjectionStore::open(&dir.path().join("history")).unwrap();

@@ -28,7 +28,12 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+    /// When to try again (`extensions.retryAfterMs`), for errors that pass.
+    pub retry_after_ms: Option<u64>,
 }
+
+/// The retry hint of a command refused because the node is not ready.
+pub const RETRY_NOT_READY_MS: u64 = 1000;
 
 impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
@@ -36,6 +41,7 @@ impl ApiError {
             code: VALIDATION_FAILED.into(),
             message: format!("{field}: {}", message.into()),
             field: Some(field.into()),
+            retry_after_ms: None,
         }
     }
 
@@ -44,6 +50,7 @@ impl ApiError {
             code: TIMEOUT.into(),
             message: message.into(),
             field: None,
+            retry_after_ms: None,
         }
     }
 
@@ -68,6 +75,7 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             field: None,
+            retry_after_ms: None,
         }
     }
 
@@ -78,6 +86,7 @@ impl ApiError {
             code: INTERNAL.into(),
             message: "internal error; see the server log".into(),
             field: None,
+            retry_after_ms: None,
         }
     }
 }
@@ -88,6 +97,7 @@ impl From<&RejectionReply> for ApiError {
             code: rejection.code.as_str().into(),
             message: rejection.message.clone(),
             field: rejection.field.clone(),
+            retry_after_ms: None,
         }
     }
 }
@@ -100,6 +110,10 @@ impl From<CommandsError> for ApiError {
             CommandsError::Rejected(rejection) => Self::from(&rejection),
             timeout @ CommandsError::Timeout { .. } => Self::timeout(timeout.to_string()),
             CommandsError::Stopped => Self::unavailable("the node is stopping"),
+            not_ready @ CommandsError::NotReady { .. } => Self {
+                retry_after_ms: Some(RETRY_NOT_READY_MS),
+                ..Self::unavailable(not_ready.to_string())
+            },
             other => Self::internal(other),
         }
     }
@@ -136,6 +150,9 @@ impl ErrorExtensions for ApiError {
             extensions.set("code", self.code.clone());
             if let Some(field) = &self.field {
                 extensions.set("field", field.clone());
+            }
+            if let Some(after) = self.retry_after_ms {
+                extensions.set("retryAfterMs", after);
             }
         })
     }

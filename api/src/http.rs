@@ -208,8 +208,16 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
     graphql_http::respond(format, async_graphql::BatchResponse::Single(response))
 }
 
-/// Ready when every projection has applied everything in the log.
+/// Ready when the log answers, this node's command processor (if it runs
+/// one) has joined its group, got its assignment and restored it, and
+/// every projection has applied everything in the log. A 503's body says
+/// which condition is missing (`waitingFor`).
 async fn ready(State(http): State<Http>) -> Response {
+    let mut waiting_for = Vec::new();
+    let processor = http.state.processor.as_ref().map(|status| status.phase());
+    if let Some(phase) = processor.as_ref().filter(|phase| !phase.is_serving()) {
+        waiting_for.push(format!("command processor: {phase}"));
+    }
     let mut behind = serde_json::Map::new();
     for handle in http.state.read.all() {
         match projections::serving::lag::lag(
@@ -225,22 +233,26 @@ async fn ready(State(http): State<Http>) -> Response {
                 behind.insert(handle.name.to_owned(), lag.events.into());
             }
             Err(error) => {
-                return problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("log unavailable: {error}"),
-                )
+                waiting_for.insert(0, format!("the event log: {error}"));
+                break;
             }
         }
     }
-    if behind.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "ready": false, "lag": behind })),
-        )
-            .into_response()
+    for (name, events) in &behind {
+        waiting_for.push(format!("projection {name}: {events} events behind"));
     }
+    let body = serde_json::json!({
+        "ready": waiting_for.is_empty(),
+        "waitingFor": waiting_for,
+        "processor": processor.map_or_else(|| "not run on this node".to_owned(), |p| p.to_string()),
+        "lag": behind,
+    });
+    let status = if waiting_for.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(http): State<Http>, headers: HeaderMap) -> Response {

@@ -41,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Longest wait of `consistentWith`.
     pub consistency_timeout: Duration,
+    /// This node's command processor, when it runs one (readiness).
+    pub processor: Option<Arc<commands::ProcessorStatus>>,
 }
 
 impl AppState {

@@ -38,6 +38,10 @@ pub enum CommandsError {
     /// The gateway's reply router or the node is stopping.
     #[error("the command gateway stopped")]
     Stopped,
+    /// This node's processor could not take commands within the timeout;
+    /// the command was not sent, so it was not applied.
+    #[error("this node is not ready for commands ({phase}) after {waited_ms} ms; the command was not applied: retry")]
+    NotReady { phase: String, waited_ms: u128 },
 }
 
 impl CommandsError {

@@ -12,6 +12,7 @@ use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
 use tokio::sync::oneshot;
 
 use crate::messages::{CommandMessage, Outcome, Reply, ReplyEvent};
+use crate::processor::ProcessorStatus;
 use crate::topics::Topics;
 use crate::CommandsError;
 
@@ -38,6 +39,9 @@ pub struct CommandGateway {
     instance: String,
     waiters: Waiters,
     timeout: Duration,
+    /// This node's processor, when it runs one: commands wait (within
+    /// their timeout) until it serves, and are refused unsent otherwise.
+    processor: Option<Arc<ProcessorStatus>>,
 }
 
 impl CommandGateway {
@@ -47,6 +51,7 @@ impl CommandGateway {
         log: Arc<dyn EventLog>,
         topics: &Topics,
         timeout: Duration,
+        processor: Option<Arc<ProcessorStatus>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), LogError> {
         let mut assignment = Vec::new();
@@ -63,6 +68,7 @@ impl CommandGateway {
             instance: uuid::Uuid::new_v4().to_string(),
             waiters: Arc::default(),
             timeout,
+            processor,
         });
         let instance = gateway.instance.clone();
         let waiters = gateway.waiters.clone();
@@ -104,6 +110,17 @@ impl CommandGateway {
         trace: TraceContext,
     ) -> Result<Accepted, CommandsError> {
         let started = Instant::now();
+        if let Some(processor) = &self.processor {
+            // Nothing is sent before this node's processor can take it, so
+            // a refusal here is definite: the command was not applied.
+            let phase = processor.serving_within(self.timeout).await;
+            if !phase.is_serving() {
+                return Err(CommandsError::NotReady {
+                    phase: phase.to_string(),
+                    waited_ms: started.elapsed().as_millis(),
+                });
+            }
+        }
         let command_id = command.command_id.to_string();
         let order_id = command.order_id.to_string();
         let (tx, rx) = oneshot::channel();

@@ -19,5 +19,5 @@ pub use consistency::{consistency_token, parse_consistency_token, parse_consiste
 pub use error::CommandsError;
 pub use gateway::CommandGateway;
 pub use messages::{CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot};
-pub use processor::{Clock, StateStore, SystemClock};
+pub use processor::{Clock, ProcessorPhase, ProcessorStatus, StateStore, SystemClock};
 pub use topics::Topics;

@@ -48,9 +48,17 @@ async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
     let (stop, stopped) = oneshot::channel::<()>();
     let task_log = log.clone();
     let task = tokio::spawn(async move {
-        processor::run(task_log, Topics::default(), store, clock, 100, async {
-            let _ = stopped.await;
-        })
+        processor::run(
+            task_log,
+            Topics::default(),
+            store,
+            clock,
+            100,
+            Default::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await
         .unwrap();
     });

@@ -98,4 +98,10 @@ pub trait LogConsumer: Send + std::fmt::Debug {
 
     /// The next offset this consumer will read from a partition.
     fn position(&self, partition: &TopicPartition) -> Option<u64>;
+
+    /// Whether this consumer has its partitions: after `subscribe`, once
+    /// the group has given it an assignment (possibly empty, when the
+    /// group has more members than partitions) and while no rebalance
+    /// has taken it away; always with a manual assignment.
+    fn group_assigned(&self) -> bool;
 }

@@ -62,6 +62,7 @@ async fn snapshots_match_the_events_until_one_is_tampered_with() {
         store,
         Arc::new(SystemClock),
         100,
+        Default::default(),
         async {
             let _ = stopped.await;
         },

@@ -60,6 +60,7 @@ async fn send(
         Ok(_) => Some("accepted"),
         Err(CommandsError::Rejected(_)) => Some("rejected"),
         Err(CommandsError::Timeout { .. }) => Some("timeout"),
+        Err(CommandsError::NotReady { .. }) => Some("unavailable"),
         Err(_) => None,
     };
     if let Some(outcome) = outcome {

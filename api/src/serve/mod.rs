@@ -349,10 +349,16 @@ async fn assemble(
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<NamedTask> = Vec::new();
 
-    if config.process_commands {
+    // What this node's processor is doing: readiness reads it, and the
+    // gateway holds commands until it serves.
+    let processor = config
+        .process_commands
+        .then(|| Arc::new(commands::ProcessorStatus::default()));
+    if let Some(status) = &processor {
         let processor_log = log.clone();
         let processor_topics = topics.clone();
         let processor_stop = signal(&stopped);
+        let processor_status = status.clone();
         tasks.push((
             "command processor",
             tokio::spawn(async move {
@@ -362,6 +368,7 @@ async fn assemble(
                     store,
                     Arc::new(SystemClock),
                     500,
+                    processor_status,
                     processor_stop,
                 )
                 .await
@@ -388,6 +395,7 @@ async fn assemble(
         log.clone(),
         &topics,
         config.command_timeout,
+        processor.clone(),
         signal(&stopped),
     )
     .await?;
@@ -423,6 +431,7 @@ async fn assemble(
         live: live.clone(),
         metrics,
         consistency_timeout: config.consistency_timeout,
+        processor,
     });
     let schemas = schema::Schemas::build(state.clone());
     let app_schema = schemas.main.clone();

@@ -10,6 +10,7 @@
 mod batch;
 mod restore;
 mod state_store;
+mod status;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -23,6 +24,7 @@ use eventlog::{EventLog, LogConsumer, TopicPartition};
 use crate::topics::Topics;
 use crate::CommandsError;
 pub use state_store::StateStore;
+pub use status::{ProcessorPhase, ProcessorStatus};
 
 /// Where time comes from; injected so tests control it.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -43,6 +45,8 @@ pub struct ProcessorConfig {
     pub topics: Topics,
     /// Most commands decided in one transaction.
     pub max_batch: usize,
+    /// Where the processor says what it is doing.
+    pub status: Arc<ProcessorStatus>,
 }
 
 /// The processor's working state between batches.
@@ -59,6 +63,7 @@ pub struct CommandProcessor {
     repeat_reader: Box<dyn LogConsumer>,
     max_batch: usize,
     topics: Topics,
+    status: Arc<ProcessorStatus>,
 }
 
 impl CommandProcessor {
@@ -71,6 +76,7 @@ impl CommandProcessor {
         store: StateStore,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Box<dyn LogConsumer>), CommandsError> {
+        config.status.set(ProcessorPhase::Joining);
         // Fence any previous owner first, so no zombie commits behind the
         // state restored when partitions are adopted.
         log.init_transactions().await?;
@@ -88,6 +94,7 @@ impl CommandProcessor {
             repeat_reader,
             max_batch: config.max_batch.max(1),
             topics: config.topics.clone(),
+            status: config.status.clone(),
         };
         Ok((processor, consumer))
     }
@@ -147,6 +154,9 @@ impl CommandProcessor {
         }
         self.owned.retain(|p| assigned.contains(p));
         let added: BTreeSet<u32> = assigned.difference(&self.owned).copied().collect();
+        self.status.set(ProcessorPhase::Restoring {
+            partitions: added.iter().copied().collect(),
+        });
         self.adopt(&added).await
     }
 
@@ -158,6 +168,14 @@ impl CommandProcessor {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), CommandsError> {
         tokio::pin!(shutdown);
+        // A consumer that has its partitions already (the embedded log's
+        // one member) serves before its first poll.
+        if commands.group_assigned() {
+            self.follow_assignment(commands.assignment()).await?;
+            self.status.set(ProcessorPhase::Serving {
+                partitions: self.owned.iter().copied().collect(),
+            });
+        }
         loop {
             let mut records = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
@@ -165,7 +183,18 @@ impl CommandProcessor {
             };
             // Rebalances happen inside poll: adopt before deciding, and
             // decide only for partitions still owned.
+            if !commands.group_assigned() {
+                // Between a revocation and the next assignment: own
+                // nothing, so whatever comes back is adopted afresh.
+                self.owned.clear();
+                self.last_time.clear();
+                self.status.set(ProcessorPhase::Joining);
+                continue;
+            }
             self.follow_assignment(commands.assignment()).await?;
+            self.status.set(ProcessorPhase::Serving {
+                partitions: self.owned.iter().copied().collect(),
+            });
             records.retain(|r| self.owned.contains(&r.partition));
             if !records.is_empty() {
                 self.process(records).await?;
@@ -214,23 +243,44 @@ pub async fn run(
     store: StateStore,
     clock: Arc<dyn Clock>,
     max_batch: usize,
+    status: Arc<ProcessorStatus>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CommandsError> {
-    let config = ProcessorConfig { topics, max_batch };
+    let config = ProcessorConfig {
+        topics,
+        max_batch,
+        status: status.clone(),
+    };
     // After a transient failure (the cluster away, an aborted or fenced
     // transaction) start over: rejoin, restore, resume from committed offsets.
-    eventlog::retry_transient(
+    let result = eventlog::retry_transient(
         "command processor",
         eventlog::shared_shutdown(shutdown),
         |shutdown| {
             let (config, log, store, clock) =
                 (config.clone(), log.clone(), store.clone(), clock.clone());
             async move {
-                let (processor, consumer) =
-                    CommandProcessor::prepare(&config, log, store, clock).await?;
-                processor.run(consumer, shutdown).await
+                let status = config.status.clone();
+                let ran = async {
+                    let (processor, consumer) =
+                        CommandProcessor::prepare(&config, log, store, clock).await?;
+                    processor.run(consumer, shutdown).await
+                }
+                .await;
+                status.set(match &ran {
+                    Ok(()) => ProcessorPhase::Stopped,
+                    Err(error) => ProcessorPhase::Restarting {
+                        error: error.to_string(),
+                    },
+                });
+                ran
             }
         },
     )
-    .await
+    .await;
+    if let Err(error) = &result {
+        tracing::error!(%error, "the command processor stopped");
+        status.set(ProcessorPhase::Stopped);
+    }
+    result
 }

@@ -3,22 +3,50 @@
 //! between members on rebalance.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::Header;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{kafka_error, KafkaLog};
 use crate::{LogConsumer, LogError, Record, StoredRecord, TopicPartition};
 
+/// What a group member learns from its rebalance callbacks: whether the
+/// group has given it an assignment (possibly empty) and not revoked it.
+#[derive(Debug, Default)]
+pub(crate) struct MemberContext {
+    assigned: AtomicBool,
+}
+
+impl ClientContext for MemberContext {}
+
+impl ConsumerContext for MemberContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) | Rebalance::Error(_) = rebalance {
+            self.assigned.store(false, Ordering::Release);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.assigned.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Every consumer of the Kafka backend.
+pub(crate) type Reader = StreamConsumer<MemberContext>;
+
 pub(crate) struct KafkaConsumer {
     log: KafkaLog,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Reader>,
     positions: BTreeMap<TopicPartition, u64>,
     /// librdkafka's positions from before the last `assign`: it resets them
     /// on its own thread a little later, so until a partition's position
@@ -72,7 +100,7 @@ impl KafkaConsumer {
     }
 }
 
-fn create(log: &KafkaLog, group: &str, instance: Option<&str>) -> Result<StreamConsumer, LogError> {
+fn create(log: &KafkaLog, group: &str, instance: Option<&str>) -> Result<Reader, LogError> {
     let mut config = log.inner.config.client();
     if let Some(instance) = instance {
         config.set("group.instance.id", instance);
@@ -93,7 +121,7 @@ fn create(log: &KafkaLog, group: &str, instance: Option<&str>) -> Result<StreamC
             log.inner.config.session_timeout.as_millis().to_string(),
         )
         .set("heartbeat.interval.ms", "1000")
-        .create()
+        .create_with_context(MemberContext::default())
         .map_err(kafka_error)
 }
 
@@ -259,6 +287,10 @@ impl LogConsumer for KafkaConsumer {
         }
         self.step_past_markers();
         Ok(out)
+    }
+
+    fn group_assigned(&self) -> bool {
+        !self.member || self.consumer.context().assigned.load(Ordering::Acquire)
     }
 
     fn position(&self, tp: &TopicPartition) -> Option<u64> {

@@ -22,9 +22,7 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -135,7 +133,7 @@ struct Inner {
     groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
     /// The live member of each group this handle joined: its group metadata
     /// (generation) goes into transactions, so a stale member is fenced.
-    members: Mutex<HashMap<String, Weak<StreamConsumer>>>,
+    members: Mutex<HashMap<String, Weak<consumer::Reader>>>,
     transactional: Arc<tokio::sync::Mutex<TransactionalProducer>>,
 }
 
@@ -233,7 +231,7 @@ impl KafkaLog {
     pub(crate) fn register_member(
         &self,
         group: &str,
-        consumer: &Arc<StreamConsumer>,
+        consumer: &Arc<consumer::Reader>,
     ) -> Result<(), LogError> {
         let mut members = self
             .inner
