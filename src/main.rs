@@ -26,12 +26,19 @@ fn init_tracing(format: LogFormat) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
     let cli = cli::args::Cli::parse();
     let format = match &cli.command {
         Commands::Serve(serve) => serve.log_format,
         _ => LogFormat::Text,
     };
     init_tracing(format);
-    cli::run(cli.command).await
+    match cli::run(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            // The error and its causes, for people: never a backtrace.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

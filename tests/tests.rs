@@ -17,6 +17,7 @@ mod introspection;
 mod kafka_tools;
 mod layering;
 mod live_rebuild;
+mod load;
 mod readiness;
 mod rebuild;
 mod restart;

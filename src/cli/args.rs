@@ -275,15 +275,27 @@ pub enum LogFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// Orders to place (each goes through its whole lifecycle).
-    #[arg(long, default_value_t = 1000)]
-    pub orders: u64,
+    /// Orders to place (each goes through its whole lifecycle); 1000 when
+    /// neither this nor --duration is given.
+    #[arg(long)]
+    pub orders: Option<u64>,
+    /// Stop starting orders after this many seconds (those in flight finish).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Open loop: start this many orders per second, whatever the answers
+    /// (at most --concurrency in flight; starts beyond it are counted as skipped).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Exit with status 1 when more commands than this failed (by default
+    /// errors are counted and reported, and the exit status is 0).
+    #[arg(long)]
+    pub max_errors: Option<u64>,
     /// GraphQL endpoint of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080/graphql")]
     pub url: String,
-    /// Orders in flight at once.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
+    /// Orders in flight at once (closed loop), or at most (open loop).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub concurrency: u64,
     /// Bearer token, when the server requires one.
     #[arg(long, env = "ORDERSTORE_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,

@@ -13,7 +13,6 @@ mod remote;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use replay::ops::{LocalOperations, LogLocation, Operations, OpsError, RebuildKind};
 
 use args::{
@@ -82,16 +81,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let positive = |flag: &str, value: Option<f64>| match value {
+        Some(v) if !(v.is_finite() && v > 0.0) => {
+            anyhow::bail!(
+                "{flag} must be a positive number of seconds or orders per second, not {v}"
+            )
+        }
+        _ => Ok(value),
+    };
+    let duration = positive("--duration", args.duration)?.map(Duration::from_secs_f64);
+    let rate = positive("--rate", args.rate)?;
     let config = load::LoadConfig {
         url: args.url,
-        orders: args.orders,
-        concurrency: args.concurrency.max(1),
+        orders: args
+            .orders
+            .or(if duration.is_none() { Some(1000) } else { None }),
+        duration,
+        rate,
+        concurrency: usize::try_from(args.concurrency).unwrap_or(usize::MAX),
         auth_token: args.auth_token,
         seed: args.seed,
     };
-    let report = load::run(config).await.context("load failed")?;
+    let report = load::run(config, shutdown_signal()).await?;
     println!("{report}");
-    Ok(ExitCode::SUCCESS)
+    match args.max_errors {
+        Some(max) if report.error_count() > max => {
+            eprintln!(
+                "{} commands failed, more than --max-errors {max}",
+                report.error_count()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 impl LogArgs {
