@@ -8,6 +8,7 @@ mod support;
 mod bad_input;
 mod broker_restart;
 mod compaction;
+mod conflicts;
 mod dashboard;
 mod dlq_cli;
 mod evolution;
