@@ -142,7 +142,7 @@ async fn json_logs_carry_the_trace_and_correlation_ids_of_a_command() {
         .arg("--data-dir")
         .arg(dir.path())
         .env_remove("ORDERSTORE_KAFKA")
-        .env("RUST_LOG", "info,sled=warn")
+        .env("RUST_LOG", "info,sled=warn,commands=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

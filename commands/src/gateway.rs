@@ -196,7 +196,7 @@ impl CommandGateway {
             ),
             Outcome::Rejected(rejection) => (Err(CommandsError::Rejected(rejection)), "rejected"),
         };
-        tracing::info!(
+        tracing::debug!(
             order_id,
             command_id,
             correlation_id,

@@ -267,3 +267,74 @@ pub async fn rebuild_benchmark_on(
         rebuild_events_per_second: per_second(events, rebuild_time),
     })
 }
+
+/// What the raw sled peer of `bench commands` did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupCommitRun {
+    /// "Commands" written: each `records` values, then durable.
+    pub commands: u64,
+    pub elapsed: Duration,
+    /// Median time from a command's first insert to its flush returning.
+    pub p50: Duration,
+}
+
+impl GroupCommitRun {
+    pub fn commands_per_second(&self) -> f64 {
+        per_second(self.commands, self.elapsed)
+    }
+}
+
+/// The embedded write path's raw peer: `concurrency` writers, each
+/// inserting `records` values of `value_bytes` (a command's event,
+/// snapshot and reply) and then flushing, for `duration`. Concurrent
+/// flushes share sled's log flush, so each waits for one fsync that covers
+/// every writer's inserts so far (group commit). Writers are threads:
+/// sled's flush blocks.
+pub async fn raw_sled_group_commit(
+    dir: &Path,
+    concurrency: usize,
+    records: usize,
+    value_bytes: usize,
+    duration: Duration,
+) -> Result<GroupCommitRun, RebuildError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(projections::store::StoreError::from)?;
+    let started = Instant::now();
+    let writers: Vec<_> = (0..concurrency)
+        .map(|writer| {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || {
+                let value = vec![b'x'; value_bytes];
+                let mut times = Vec::new();
+                let mut n: u64 = 0;
+                while started.elapsed() < duration {
+                    let begun = Instant::now();
+                    for r in 0..records {
+                        db.insert(format!("{writer}/{n}/{r}").as_bytes(), value.as_slice())?;
+                    }
+                    db.flush()?;
+                    times.push(begun.elapsed());
+                    n += 1;
+                }
+                Ok::<_, sled::Error>(times)
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for writer in writers {
+        let writer = writer
+            .await
+            .map_err(|e| RebuildError::Io(std::io::Error::other(e)))?;
+        times.extend(writer.map_err(projections::store::StoreError::from)?);
+    }
+    let elapsed = started.elapsed();
+    times.sort();
+    Ok(GroupCommitRun {
+        commands: times.len() as u64,
+        elapsed,
+        p50: times.get(times.len() / 2).copied().unwrap_or_default(),
+    })
+}

@@ -99,6 +99,30 @@ pub enum BenchCommand {
         #[arg(long)]
         kafka: Option<String>,
     },
+    /// The write path as a user drives it: `load`'s lifecycle as GraphQL
+    /// mutations through an in-process `serve`, closed loop at each
+    /// concurrency and open loop at half of its saturation, against raw
+    /// peers in the same run (Kafka: transactional lanes and an idempotent
+    /// producer; embedded: sled group commit), interleaved, the median of
+    /// the rounds after a warm-up.
+    Commands {
+        /// Run on this Kafka cluster (fresh `bench-commands-<id>.*` topics,
+        /// left behind) instead of the embedded log.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Concurrency levels (orders in flight).
+        #[arg(long, value_delimiter = ',', default_value = "1,32,128")]
+        concurrency: Vec<usize>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Measured rounds (after one warm-up round).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+        rounds: u64,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// Which log a tool reads when no server owns --data-dir: the embedded one

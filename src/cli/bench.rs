@@ -7,9 +7,28 @@ use std::sync::Arc;
 use eventlog::kafka::{KafkaConfig, KafkaLog};
 
 use super::args::BenchCommand;
+use super::commands_bench;
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Rebuild { events, dir, kafka } = command;
+    let (events, dir, kafka) = match command {
+        BenchCommand::Rebuild { events, dir, kafka } => (events, dir, kafka),
+        BenchCommand::Commands {
+            kafka,
+            concurrency,
+            duration,
+            rounds,
+            json,
+        } => {
+            let options = commands_bench::Options {
+                kafka,
+                concurrency,
+                duration,
+                rounds: usize::try_from(rounds).unwrap_or(1),
+                json,
+            };
+            return commands_bench::run(options).await;
+        }
+    };
     let scratch = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
     let report = match kafka {

@@ -5,6 +5,7 @@
 
 pub mod args;
 mod bench;
+mod commands_bench;
 pub mod load;
 mod print;
 mod progress;

@@ -25,7 +25,19 @@ pub(crate) struct MemberContext {
     assigned: AtomicBool,
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    /// Reaching a partition's end (`enable.partition.eof`) is not an
+    /// error, whichever queue librdkafka reports it on; the rest is logged.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let KafkaError::PartitionEOF(_)
+        | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) = error
+        {
+            tracing::trace!(reason, "end of partition");
+        } else {
+            tracing::error!(%error, reason, "librdkafka");
+        }
+    }
+}
 
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -12,6 +12,7 @@
 //! before the broker acknowledged it, and never swallow a fatal producer error.
 
 mod consumer;
+pub mod peers;
 mod transaction;
 
 use std::collections::HashMap;

@@ -1,0 +1,159 @@
+//! Raw Kafka peers for `orderstore bench commands`: what the client library
+//! does on the same broker without orderstore around it. Transactional
+//! lanes doing back-to-back transactions of a given size, and an idempotent
+//! producer at full speed.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+use super::{kafka_error, KafkaConfig};
+use crate::LogError;
+
+/// What a peer did in its time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerRun {
+    /// Records acknowledged.
+    pub records: u64,
+    /// Transactions committed (0 for the idempotent producer).
+    pub transactions: u64,
+    pub elapsed: Duration,
+    /// Median time of one transaction.
+    pub transaction_p50: Duration,
+}
+
+impl PeerRun {
+    pub fn records_per_second(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn producer(
+    config: &KafkaConfig,
+    transactional_id: Option<&str>,
+) -> Result<ThreadedProducer<rdkafka::producer::DefaultProducerContext>, LogError> {
+    let mut client: ClientConfig = config.client();
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2");
+    if let Some(id) = transactional_id {
+        client.set("transactional.id", id);
+    }
+    client.create().map_err(kafka_error)
+}
+
+/// `lanes` transactional producers, lane `i` writing partition `i` of
+/// `topic`, each committing back-to-back transactions of `records_per_txn`
+/// records of `value_bytes` for `duration`. Every commit waits for its
+/// delivery reports first, as `eventlog` does (docs/adr/0006).
+pub fn transactional_lanes(
+    config: &KafkaConfig,
+    topic: &str,
+    lanes: u32,
+    records_per_txn: usize,
+    value_bytes: usize,
+    duration: Duration,
+) -> Result<PeerRun, LogError> {
+    let value = vec![b'x'; value_bytes];
+    let started = Instant::now();
+    let outcomes: Vec<Result<(u64, Vec<Duration>), LogError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let value = &value;
+                scope.spawn(move || {
+                    let id = format!("{topic}.peer-lane-{lane}-{}", std::process::id());
+                    let producer = producer(config, Some(&id))?;
+                    producer
+                        .init_transactions(config.timeout)
+                        .map_err(kafka_error)?;
+                    let mut times = Vec::new();
+                    let mut records = 0;
+                    while started.elapsed() < duration {
+                        let txn = Instant::now();
+                        producer.begin_transaction().map_err(kafka_error)?;
+                        for _ in 0..records_per_txn {
+                            let record = BaseRecord::<[u8], [u8]>::to(topic)
+                                .key(b"order")
+                                .payload(value.as_slice())
+                                .partition(lane as i32);
+                            producer.send(record).map_err(|(e, _)| kafka_error(e))?;
+                        }
+                        while producer.in_flight_count() > 0 {
+                            std::thread::sleep(Duration::from_micros(20));
+                        }
+                        producer
+                            .commit_transaction(config.timeout)
+                            .map_err(kafka_error)?;
+                        times.push(txn.elapsed());
+                        records += records_per_txn as u64;
+                    }
+                    Ok((records, times))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(LogError::Kafka("a peer lane panicked".into())))
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let mut records = 0;
+    let mut times = Vec::new();
+    for outcome in outcomes {
+        let (lane_records, lane_times) = outcome?;
+        records += lane_records;
+        times.extend(lane_times);
+    }
+    times.sort();
+    Ok(PeerRun {
+        records,
+        transactions: times.len() as u64,
+        elapsed,
+        transaction_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
+    })
+}
+
+/// An idempotent producer (acks=all) sending records of `value_bytes` over
+/// every partition of `topic` for `duration`, as fast as its local queue
+/// takes them; then flushed (so every counted record is acknowledged).
+pub fn idempotent_producer(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: u32,
+    value_bytes: usize,
+    duration: Duration,
+) -> Result<PeerRun, LogError> {
+    let producer = producer(config, None)?;
+    let value = vec![b'x'; value_bytes];
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    while started.elapsed() < duration {
+        let record = BaseRecord::<[u8], [u8]>::to(topic)
+            .key(b"order")
+            .payload(value.as_slice())
+            .partition((sent % u64::from(partitions.max(1))) as i32);
+        match producer.send(record) {
+            Ok(()) => sent += 1,
+            // The local queue is full: let the broker catch up.
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                _,
+            )) => std::thread::sleep(Duration::from_micros(200)),
+            Err((error, _)) => return Err(kafka_error(error)),
+        }
+    }
+    producer.flush(config.timeout).map_err(kafka_error)?;
+    Ok(PeerRun {
+        records: sent,
+        transactions: 0,
+        elapsed: started.elapsed(),
+        transaction_p50: Duration::ZERO,
+    })
+}
