@@ -338,3 +338,103 @@ pub async fn raw_sled_group_commit(
         p50: times.get(times.len() / 2).copied().unwrap_or_default(),
     })
 }
+
+/// What `bench restore` measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestoreReport {
+    pub orders: u64,
+    pub partitions: u32,
+    /// Every commands partition restored at once from the snapshots topic
+    /// into a fresh state store, as a node adopting them does.
+    pub restore_orders_per_second: f64,
+    pub restore_elapsed: Duration,
+    /// The raw peer: a consumer reading the same snapshots, nothing decoded.
+    pub raw_consumer_orders_per_second: f64,
+}
+
+/// Writes the latest snapshot of `orders` delivered orders to the
+/// snapshots topic (as the processor would), then times a node's adoption
+/// of every partition (`restore_partition`, all at once) against a raw
+/// consumer reading the same records. The raw read goes first, so the
+/// restore never profits from a warmer cache.
+pub async fn restore_benchmark(
+    log: Arc<dyn EventLog>,
+    topics: &Topics,
+    dir: &Path,
+    orders: u64,
+) -> Result<RestoreReport, RebuildError> {
+    let partitions = log.partition_count(&topics.snapshots).await?;
+    let mut batch = Vec::new();
+    for order in 0..orders {
+        let events = lifecycle(order, GENERATED_FROM_MICROS + order as i64 * 1000);
+        let mut snapshot = commands::Snapshot::empty();
+        for (i, event) in events.iter().enumerate() {
+            let recorded = event
+                .to_recorded()
+                .map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))?;
+            snapshot.state = domain::evolve(snapshot.state, &recorded);
+            snapshot.event_offsets.push(order * 5 + i as u64);
+        }
+        let key = events[0].envelope.subject.clone();
+        let value = serde_json::to_vec(&snapshot)
+            .map_err(|e| RebuildError::Io(std::io::Error::other(e)))?;
+        batch.push(OutgoingRecord {
+            topic: topics.snapshots.clone(),
+            partition: None,
+            record: Record {
+                key: key.into_bytes(),
+                value: Some(value),
+                headers: vec![],
+                timestamp_ms: GENERATED_FROM_MICROS / 1000,
+            },
+        });
+        if batch.len() == 1000 {
+            log.append(std::mem::take(&mut batch)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        log.append(batch).await?;
+    }
+    // The raw peer.
+    let started = Instant::now();
+    let mut consumer = log.consumer().await?;
+    let mut assignment = Vec::new();
+    let mut ends = Vec::new();
+    for partition in 0..partitions {
+        let tp = TopicPartition::new(&topics.snapshots, partition);
+        let (low, high) = log.watermarks(&tp).await?;
+        assignment.push((tp.clone(), low));
+        ends.push((tp, high));
+    }
+    consumer.assign(assignment).await?;
+    while ends
+        .iter()
+        .any(|(tp, end)| consumer.position(tp).unwrap_or(0) < *end)
+    {
+        if consumer
+            .poll(BATCH, Duration::from_secs(2))
+            .await?
+            .is_empty()
+        {
+            break;
+        }
+    }
+    let raw = started.elapsed();
+    // The adoption.
+    let store = commands::StateStore::open(&dir.join("restore-state"))
+        .map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))?;
+    let started = Instant::now();
+    let restores = (0..partitions)
+        .map(|p| commands::processor::restore_partition(log.as_ref(), topics, &store, p));
+    for restored in futures_util::future::join_all(restores).await {
+        restored.map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))?;
+    }
+    let restore_elapsed = started.elapsed();
+    Ok(RestoreReport {
+        orders,
+        partitions,
+        restore_orders_per_second: per_second(orders, restore_elapsed),
+        restore_elapsed,
+        raw_consumer_orders_per_second: per_second(orders, raw),
+    })
+}

@@ -99,6 +99,17 @@ pub enum BenchCommand {
         #[arg(long)]
         kafka: Option<String>,
     },
+    /// A node's adoption of commands partitions: N orders' snapshots in the
+    /// snapshots topic (6 partitions) restored all at once into a fresh
+    /// state store, against a raw consumer reading the same records.
+    Restore {
+        #[arg(long, default_value_t = 60_000)]
+        orders: u64,
+        /// Run on this Kafka cluster (fresh `bench-restore-<id>.*` topics,
+        /// left behind) instead of the embedded log.
+        #[arg(long)]
+        kafka: Option<String>,
+    },
     /// The write path as a user drives it: `load`'s lifecycle as GraphQL
     /// mutations through an in-process `serve`, closed loop at each
     /// concurrency and open loop at half of its saturation, against raw

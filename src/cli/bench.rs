@@ -9,6 +9,41 @@ use eventlog::kafka::{KafkaConfig, KafkaLog};
 use super::args::BenchCommand;
 use super::commands_bench;
 
+/// `bench restore`: how fast a node adopts partitions from snapshots.
+async fn restore(orders: u64, kafka: Option<String>) -> anyhow::Result<ExitCode> {
+    let scratch = tempfile::tempdir()?;
+    let topics = commands::Topics::new(&format!("bench-restore-{}", std::process::id()));
+    let log: Arc<dyn eventlog::EventLog> = match &kafka {
+        None => Arc::new(eventlog::embedded::EmbeddedLog::open(
+            &scratch.path().join("log"),
+        )?),
+        Some(servers) => Arc::new(KafkaLog::connect(KafkaConfig::new(servers)).await?),
+    };
+    for spec in topics.write_side(6) {
+        log.create_topic(&spec).await?;
+    }
+    let report = replay::bench::restore_benchmark(log, &topics, scratch.path(), orders).await?;
+    let on = kafka.map_or_else(|| "embedded".to_owned(), |k| format!("Kafka at {k}"));
+    println!(
+        "restore on {on}: {} orders over {} partitions",
+        report.orders, report.partitions
+    );
+    println!(
+        "raw consumer:             {:>10.0} orders/s",
+        report.raw_consumer_orders_per_second
+    );
+    println!(
+        "adoption (all partitions): {:>9.0} orders/s ({:.2} s)",
+        report.restore_orders_per_second,
+        report.restore_elapsed.as_secs_f64()
+    );
+    println!(
+        "ratio to the raw consumer: {:.2}",
+        report.restore_orders_per_second / report.raw_consumer_orders_per_second.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let (events, dir, kafka) = match command {
         BenchCommand::Rebuild { events, dir, kafka } => (events, dir, kafka),
@@ -28,6 +63,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             };
             return commands_bench::run(options).await;
         }
+        BenchCommand::Restore { orders, kafka } => return restore(orders, kafka).await,
     };
     let scratch = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
