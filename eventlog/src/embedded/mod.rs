@@ -87,11 +87,26 @@ impl EmbeddedLog {
     /// runtime: it starts the writer task, which ends when every clone of
     /// the log is dropped.
     pub fn open(dir: &Path) -> Result<Self, LogError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .cache_capacity(256 << 20)
-            .open()?;
+        // The files of a log that was just closed (a node that stopped, a
+        // start that was refused) can stay locked for a moment after its
+        // last handle went: try again for up to 2 s before saying so.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .flush_every_ms(None)
+                .cache_capacity(256 << 20)
+                .open();
+            match opened {
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                opened => break opened?,
+            }
+        };
         Self::from_db(db)
     }
 

@@ -157,6 +157,24 @@ impl KafkaConsumer {
         }
     }
 
+    /// Whether every partition's position has reached its high watermark.
+    /// librdkafka's end of partition is the last stable offset: records of
+    /// a transaction whose markers are not written yet lie beyond it, and a
+    /// reader that stopped there would miss them. A partition short of its
+    /// high watermark is no longer counted as at its end.
+    async fn at_high_watermarks(&mut self, assigned: &[TopicPartition]) -> Result<bool, LogError> {
+        self.step_past_markers();
+        let mut all = true;
+        for tp in assigned {
+            let (_, high) = crate::EventLog::watermarks(&self.log, tp).await?;
+            if self.positions.get(tp).copied().unwrap_or(0) < high {
+                self.at_end.remove(tp);
+                all = false;
+            }
+        }
+        Ok(all)
+    }
+
     /// librdkafka's next offset per assigned partition (negative: none yet).
     fn librdkafka_positions(&self) -> impl Iterator<Item = (TopicPartition, i64)> {
         let list = self.consumer.position().unwrap_or_default();
@@ -266,9 +284,9 @@ impl LogConsumer for KafkaConsumer {
                     }
                 }
                 // The end of a partition: when every partition read is at
-                // its end and nothing came, answer now, not at the timeout.
-                // (The event comes once per arrival at the end, so an idle
-                // reader still waits.)
+                // its end (its high watermark) and nothing came, answer now,
+                // not at the timeout. (The event comes once per arrival at
+                // the end, so an idle reader still waits.)
                 Ok(Err(KafkaError::PartitionEOF(partition))) => {
                     if let Some(tp) = self
                         .assignment()
@@ -281,8 +299,15 @@ impl LogConsumer for KafkaConsumer {
                     if out.is_empty()
                         && !assigned.is_empty()
                         && assigned.iter().all(|tp| self.at_end.contains(tp))
+                        && self.at_high_watermarks(&assigned).await?
                     {
                         break;
+                    }
+                    if out.is_empty() {
+                        wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        if wait.is_zero() {
+                            break;
+                        }
                     }
                 }
                 Ok(Err(error)) => return Err(kafka_error(error)),
