@@ -1,7 +1,6 @@
 //! Crash safety of the real binary: every acknowledged command survives a
 //! `kill -9` of `orderstore serve`, and the restarted node carries on.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,23 +14,9 @@ struct Node {
 }
 
 fn spawn(dir: &std::path::Path, backend: &[String]) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .args(["serve", "--data-dir"])
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--partitions", "3"])
-        .args(backend)
-        .env_remove("ORDERSTORE_KAFKA")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    assert!(!addr.is_empty(), "serve printed {line:?}");
+    let mut args = vec!["--partitions".to_owned(), "3".to_owned()];
+    args.extend_from_slice(backend);
+    let (child, addr) = spawn_serve(dir, &args, "warn", Stdio::null());
     Node {
         child,
         url: format!("http://{addr}/graphql"),

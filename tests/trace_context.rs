@@ -133,25 +133,13 @@ on_both_backends!(a_traceparent_sent_with_a_mutation_comes_back_on_its_events);
 /// about a command carries its trace and correlation ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_trace_and_correlation_ids_of_a_command() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     use std::process::{Command, Stdio};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orderstore"))
-        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("ORDERSTORE_KAFKA")
-        .env("RUST_LOG", "info,sled=warn,commands=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let args = ["--log-format".to_owned(), "json".to_owned()];
+    let log = "info,sled=warn,commands=debug";
+    let (mut child, addr) = spawn_serve(dir.path(), &args, log, Stdio::piped());
     let body: Value = reqwest::Client::new()
         .post(format!("http://{addr}/graphql"))
         .header("traceparent", TRACEPARENT)

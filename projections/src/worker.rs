@@ -182,25 +182,31 @@ async fn run_once(
         };
         // The consumer's positions, past records and past transaction
         // markers and aborted records, which it reads but never returns.
-        let reached: BTreeMap<u32, u64> = (0..partitions)
+        let known = progress.positions();
+        let moved: BTreeMap<u32, u64> = (0..partitions)
             .filter_map(|p| {
                 let position = consumer.position(&TopicPartition::new(&topics.events, p))?;
-                Some((p, position))
+                known
+                    .get(&p)
+                    .is_none_or(|at| position > *at)
+                    .then_some((p, position))
             })
             .collect();
+        if records.is_empty() && moved.is_empty() {
+            continue; // nothing read, no position moved
+        }
         let count = records.len() as u64;
         let guard = store.lock_writes().await;
         let mut prepared = prepare_batch(projection.as_ref(), &store, records)?;
-        let known = progress.positions();
-        for (partition, next) in &reached {
-            let checkpoint = prepared.checkpoints.get(partition).or(known.get(partition));
-            if checkpoint.is_none_or(|checkpoint| next > checkpoint) {
-                prepared.batch.set_checkpoint(*partition, *next);
-                prepared.checkpoints.insert(*partition, *next);
+        for (partition, next) in moved {
+            if prepared
+                .checkpoints
+                .get(&partition)
+                .is_none_or(|at| next > *at)
+            {
+                prepared.batch.set_checkpoint(partition, next);
+                prepared.checkpoints.insert(partition, next);
             }
-        }
-        if prepared.checkpoints.is_empty() {
-            continue; // nothing read, no position moved
         }
         // Dead letters reach the DLQ topic before the batch commits: after a
         // crash in between they are sent again (at least once), never lost.

@@ -265,3 +265,33 @@ pub fn orderstore(args: &[&str], dir: &std::path::Path) -> std::process::Output 
         .output()
         .unwrap()
 }
+
+/// Starts the real `orderstore serve` binary on `dir` at a free port, with
+/// `args` added and RUST_LOG `log`, without the environment's Kafka
+/// address; answers the child and the address it printed.
+pub fn spawn_serve(
+    dir: &std::path::Path,
+    args: &[String],
+    log: &str,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orderstore"))
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("ORDERSTORE_KAFKA")
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    assert!(!addr.is_empty(), "serve printed {line:?}");
+    (child, addr)
+}
