@@ -172,6 +172,10 @@ async fn a_token_protects_every_route_but_health_and_ready() {
         request.send()
     };
     assert_eq!(get("/health", None).await.unwrap().status().as_u16(), 200);
+    // /ready needs no token at any time: before this node serves it answers
+    // 503 (not 401), and 200 once it serves.
+    assert_ne!(get("/ready", None).await.unwrap().status().as_u16(), 401);
+    s.wait_ready().await;
     assert_eq!(get("/ready", None).await.unwrap().status().as_u16(), 200);
     for path in ["/", "/metrics", "/graphql?query=%7B__typename%7D"] {
         assert_eq!(
