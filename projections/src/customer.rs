@@ -116,14 +116,11 @@ impl Projection for Customer {
         summary.status = domain::status_when(summary.status, summary.paid, summary.reserved);
         let value = serde_json::to_vec(&summary).map_err(|e| ApplyError::Rule(e.to_string()))?;
         Ok(vec![
-            Change {
-                key: RowKey::new(BY_CUSTOMER, &[&summary.customer_id, order_id]),
-                value: value.clone(),
-            },
-            Change {
-                key: order_key,
-                value,
-            },
+            Change::new(
+                RowKey::new(BY_CUSTOMER, &[&summary.customer_id, order_id]),
+                value.clone(),
+            ),
+            Change::new(order_key, value),
         ])
     }
 }

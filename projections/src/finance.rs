@@ -80,10 +80,7 @@ impl Projection for Finance {
         let currency = match &event.event {
             OrderEvent::OrderPlaced(placed) => {
                 let code = placed.currency.to_string();
-                changes.push(Change {
-                    key: currency_key,
-                    value: code.clone().into_bytes(),
-                });
+                changes.push(Change::new(currency_key, code.clone().into_bytes()));
                 code
             }
             OrderEvent::PaymentConfirmed { amount, .. }
@@ -128,10 +125,8 @@ impl Projection for Finance {
         totals
             .add(&change)
             .map_err(|e| ApplyError::Rule(format!("{day} {currency}: {e}")))?;
-        changes.push(Change {
-            key,
-            value: serde_json::to_vec(&totals).map_err(|e| ApplyError::Rule(e.to_string()))?,
-        });
+        let value = serde_json::to_vec(&totals).map_err(|e| ApplyError::Rule(e.to_string()))?;
+        changes.push(Change::new(key, value));
         Ok(changes)
     }
 }

@@ -1,15 +1,30 @@
 //! The history projection: per order, its events in sequence order, kept
 //! as the original record (headers and payload) so that reads can render
-//! CloudEvents JSON or fold the events into the order's state as of any time.
+//! CloudEvents JSON; and the order's state after each event (table
+//! `order`, temporal like every row), so that reading an order as of any
+//! time is one range read, not a fold.
+//!
+//! A state version is valid from its event's time. Event times of one order
+//! increase (the processor's clock is monotonic per partition, and restored
+//! on adoption), so the version valid at T is the fold of the events with
+//! time <= T. Should an event come with a time earlier than the order's
+//! latest version (a log written by another writer), its state is written
+//! at that latest time, so the current state stays exact, and the row is
+//! marked: as-of reads of a marked order fold its history instead. Orders
+//! of a store written before the state rows existed are folded, and marked
+//! when their next event comes.
 
 use chrono::{DateTime, Utc};
 use domain::{Header, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ProjectionStore, RowKey, StoreError};
+use crate::store::{ProjectionStore, RowAt, RowKey, StoreError};
 use crate::worker::{ApplyError, Change, Projection, ReadRow};
 
 pub const TABLE: &str = "history";
+
+/// The table of each order's state after each of its events.
+pub const STATE: &str = "order";
 
 /// This projection's name: its directory, topics and API name.
 pub const NAME: &str = "history";
@@ -112,6 +127,65 @@ fn row_key(order_id: &str, sequence: u64) -> RowKey {
     RowKey::new(TABLE, &[order_id, &format!("{sequence:020}")])
 }
 
+fn state_key(order_id: &str) -> RowKey {
+    RowKey::new(STATE, &[order_id])
+}
+
+/// One version of an order's state row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRow {
+    /// The sequence of the last event folded.
+    pub version: u64,
+    /// When this version became valid: the latest event time folded.
+    pub time: DateTime<Utc>,
+    /// `None` until OrderPlaced.
+    pub order: Option<domain::Order>,
+}
+
+impl StateRow {
+    fn parse(value: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(value)
+            .map_err(|e| StoreError::Corrupt(format!("order state row: {e}")))
+    }
+
+    fn state(self) -> domain::OrderState {
+        domain::OrderState {
+            version: self.version,
+            order: self.order,
+            applied_commands: Default::default(),
+        }
+    }
+}
+
+fn corrupt_entry(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("history entry: {error}"))
+}
+
+/// The state and latest event time of an order whose store has history
+/// rows but no state row (written before state rows existed): a fold of
+/// its history rows before `sequence`.
+fn legacy_state(
+    read: &ReadRow<'_>,
+    order_id: &str,
+    sequence: u64,
+) -> Result<(domain::OrderState, Option<DateTime<Utc>>), StoreError> {
+    let mut state = domain::initial_state();
+    let mut latest: Option<DateTime<Utc>> = None;
+    for earlier in 1..sequence {
+        let Some(value) = read(&row_key(order_id, earlier))? else {
+            continue;
+        };
+        let recorded = HistoryEntry::from_bytes(&value)?
+            .decode()
+            .map_err(corrupt_entry)?
+            .to_recorded()
+            .map_err(corrupt_entry)?;
+        latest = latest.max(Some(recorded.time));
+        state = domain::evolve(state, &recorded);
+    }
+    Ok((state, latest))
+}
+
 impl Projection for History {
     fn name(&self) -> &'static str {
         NAME
@@ -119,11 +193,12 @@ impl Projection for History {
 
     fn apply(
         &self,
-        _read: &ReadRow<'_>,
+        read: &ReadRow<'_>,
         event: &RecordedEvent,
         partition: u32,
         offset: u64,
     ) -> Result<Vec<Change>, ApplyError> {
+        let order_id = event.envelope.subject.as_str();
         let (headers, payload) = event.encode();
         let entry = HistoryEntry {
             partition,
@@ -131,11 +206,69 @@ impl Projection for History {
             headers,
             payload,
         };
-        let value = entry.to_bytes();
-        Ok(vec![Change {
-            key: row_key(&event.envelope.subject, event.envelope.sequence),
-            value,
-        }])
+        let mut changes = vec![Change::new(
+            row_key(order_id, event.envelope.sequence),
+            entry.to_bytes(),
+        )];
+
+        let key = state_key(order_id);
+        let (state, latest, mark) = match read(&key)? {
+            Some(value) => {
+                let row = StateRow::parse(&value)?;
+                let time = row.time;
+                (row.state(), Some(time), false)
+            }
+            None if event.envelope.sequence > 1 => {
+                let (state, latest) = legacy_state(read, order_id, event.envelope.sequence)?;
+                (state, latest, true)
+            }
+            None => (domain::initial_state(), None, false),
+        };
+        let recorded = event
+            .to_recorded()
+            .map_err(|e| ApplyError::Rule(format!("event {}: {e}", event.envelope.id)))?;
+        let state = domain::evolve(state, &recorded);
+        let time = event.envelope.time;
+        let row = StateRow {
+            version: state.version,
+            time: latest.map_or(time, |latest| latest.max(time)),
+            order: state.order,
+        };
+        let value =
+            serde_json::to_vec(&row).map_err(|e| ApplyError::Rule(format!("order state: {e}")))?;
+        if mark || row.time > time {
+            // Earlier versions no longer answer every time exactly.
+            changes.push(Change::at(key.clone(), row.time, value));
+            changes.push(Change::mark(key));
+        } else {
+            changes.push(Change::new(key, value));
+        }
+        Ok(changes)
+    }
+}
+
+/// The order's state as of `at` (the end of time: its current state): the
+/// order and its version, `None` when it was not placed by then. One range
+/// read; a fold of its history when the state row cannot answer (see the
+/// module's documentation).
+pub fn order_as_of(
+    store: &ProjectionStore,
+    order_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<(domain::Order, u64)>, StoreError> {
+    match store.row_as_of_exact(&state_key(order_id), at)? {
+        RowAt::Value(value) => {
+            let row = StateRow::parse(&value)?;
+            Ok(row.order.map(|order| (order, row.version)))
+        }
+        RowAt::NotYet => Ok(None),
+        RowAt::Never | RowAt::Marked => {
+            let folded = fold(&events(store, order_id, at)?)?;
+            Ok(folded
+                .state
+                .order
+                .map(|order| (order, folded.state.version)))
+        }
     }
 }
 
@@ -167,12 +300,8 @@ pub fn fold(entries: &[HistoryEntry]) -> Result<Folded, StoreError> {
     let mut state = domain::initial_state();
     let mut events = Vec::with_capacity(entries.len());
     for entry in entries {
-        let event = entry
-            .decode()
-            .map_err(|e| StoreError::Corrupt(format!("history entry: {e}")))?;
-        let recorded = event
-            .to_recorded()
-            .map_err(|e| StoreError::Corrupt(format!("history entry: {e}")))?;
+        let event = entry.decode().map_err(corrupt_entry)?;
+        let recorded = event.to_recorded().map_err(corrupt_entry)?;
         state = domain::evolve(state, &recorded);
         events.push((event, entry.partition, entry.offset));
     }

@@ -42,12 +42,22 @@ impl RowKey {
         out
     }
 
+    /// The row's mark: sorts before every version (no time maps to 0).
+    fn marked(&self) -> Vec<u8> {
+        let mut out = self.prefix();
+        out.extend_from_slice(&MARK);
+        out
+    }
+
     fn versioned(&self, valid_from: DateTime<Utc>) -> Vec<u8> {
         let mut out = self.prefix();
         out.extend_from_slice(&time_key(valid_from));
         out
     }
 }
+
+/// The time bytes of a row's mark: below every real time's.
+const MARK: [u8; 8] = [0; 8];
 
 /// Order-preserving bytes of a time (microseconds, sign bit flipped).
 fn time_key(time: DateTime<Utc>) -> [u8; 8] {
@@ -63,6 +73,20 @@ fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(part);
     }
     out
+}
+
+/// What `row_as_of_exact` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowAt {
+    /// The version valid then.
+    Value(Vec<u8>),
+    /// The row has versions, all later than the time asked for.
+    NotYet,
+    /// The row has no version at all.
+    Never,
+    /// The row is marked and the time is not the end of time: its versions
+    /// cannot answer; the caller derives the answer another way.
+    Marked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +130,12 @@ pub struct StoreBatch {
 impl StoreBatch {
     pub fn put_row(&mut self, key: &RowKey, valid_from: DateTime<Utc>, value: &[u8]) {
         self.batch.insert(key.versioned(valid_from), value);
+    }
+
+    /// Marks a row: its versions other than the latest may not be exact
+    /// for every time they cover (see `ProjectionStore::row_as_of_exact`).
+    pub fn mark_row(&mut self, key: &RowKey) {
+        self.batch.insert(key.marked(), &[]);
     }
 
     pub fn set_sequence(&mut self, order_id: &str, sequence: u64) {
@@ -196,6 +226,35 @@ impl ProjectionStore {
         }
     }
 
+    /// The version of `key` valid at `at`, told apart from a row that has
+    /// no version yet at `at` and from one that was never written; and
+    /// `Marked` for a marked row unless `at` is the end of time (a marked
+    /// row's latest version is exact, its earlier ones may not be). One
+    /// range read.
+    pub fn row_as_of_exact(&self, key: &RowKey, at: DateTime<Utc>) -> Result<RowAt, StoreError> {
+        let prefix = key.prefix();
+        let mut range = self.tree.range(prefix.clone()..=key.versioned(at));
+        let Some(first) = range.next() else {
+            return Ok(match self.tree.scan_prefix(&prefix).next() {
+                Some(entry) => {
+                    entry?;
+                    RowAt::NotYet
+                }
+                None => RowAt::Never,
+            });
+        };
+        let (first_key, first_value) = first?;
+        let marked = first_key.get(prefix.len()..) == Some(&MARK[..]);
+        if marked && at != DateTime::<Utc>::MAX_UTC {
+            return Ok(RowAt::Marked);
+        }
+        Ok(match range.next_back() {
+            Some(last) => RowAt::Value(last?.1.to_vec()),
+            None if marked => RowAt::Never,
+            None => RowAt::Value(first_value.to_vec()),
+        })
+    }
+
     /// Every row key of `table` whose key starts with `key_prefix` (parts joined), each once.
     pub fn keys_with_prefix(
         &self,
@@ -264,6 +323,11 @@ pub enum EntryKey {
         key: String,
         valid_from: DateTime<Utc>,
     },
+    /// A row's mark (`StoreBatch::mark_row`).
+    RowMark {
+        table: String,
+        key: String,
+    },
     Sequence(String),
     Checkpoint(u32),
     Parked(String),
@@ -286,6 +350,9 @@ impl std::fmt::Display for EntryKey {
                 "row {table}/{key} valid from {}",
                 domain::envelope::format_time(valid_from)
             ),
+            EntryKey::RowMark { table, key } => {
+                write!(f, "row {table}/{key} marked (earlier versions not exact)")
+            }
             EntryKey::Sequence(order) => write!(f, "last applied sequence of order {order}"),
             EntryKey::Checkpoint(partition) => write!(f, "checkpoint of partition {partition}"),
             EntryKey::Parked(order) => write!(f, "order {order} parked"),
@@ -313,6 +380,12 @@ impl EntryKey {
                     return unknown();
                 }
                 let (key, time) = rest[table_end + 1..].split_at(rest.len() - table_end - 10);
+                if time[1..] == MARK {
+                    return EntryKey::RowMark {
+                        table: text(&rest[..table_end]),
+                        key: text(key),
+                    };
+                }
                 let micros = u64::from_be_bytes(time[1..].try_into().unwrap_or([0; 8])) ^ (1 << 63);
                 match DateTime::<Utc>::from_timestamp_micros(micros as i64) {
                     Some(valid_from) => EntryKey::Row {

@@ -21,11 +21,55 @@ use crate::store::{DeadLetter, ProjectionStore, RowKey, StoreBatch, StoreError};
 /// Most events applied in one batch.
 pub const BATCH: usize = 1000;
 
-/// One row change: the row's new value, valid from the event's time.
+/// One row change: the row's new value, valid from the event's time
+/// unless it says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub key: RowKey,
     pub value: Vec<u8>,
+    pub valid_from: ValidFrom,
+}
+
+/// From when a changed row's value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidFrom {
+    /// The applied event's time: the usual case.
+    EventTime,
+    /// A given time: a row whose current version must stay its latest one
+    /// when an event's time is earlier than the row's latest version.
+    Time(DateTime<Utc>),
+    /// No value: marks the row as one whose earlier versions are not exact
+    /// for every time (`ProjectionStore::row_as_of_exact`); the value is ignored.
+    Mark,
+}
+
+impl Change {
+    /// The row's new value, valid from the event's time.
+    pub fn new(key: RowKey, value: Vec<u8>) -> Self {
+        Self {
+            key,
+            value,
+            valid_from: ValidFrom::EventTime,
+        }
+    }
+
+    /// The row's new value, valid from `time`.
+    pub fn at(key: RowKey, time: DateTime<Utc>, value: Vec<u8>) -> Self {
+        Self {
+            key,
+            value,
+            valid_from: ValidFrom::Time(time),
+        }
+    }
+
+    /// Marks `key` (see `ValidFrom::Mark`).
+    pub fn mark(key: RowKey) -> Self {
+        Self {
+            key,
+            value: Vec::new(),
+            valid_from: ValidFrom::Mark,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -425,8 +469,15 @@ impl<'a> Pending<'a> {
         match projection.apply(&read, &event, stored.partition, stored.offset) {
             Ok(changes) => {
                 for change in changes {
-                    self.batch
-                        .put_row(&change.key, event.envelope.time, &change.value);
+                    let valid_from = match change.valid_from {
+                        ValidFrom::EventTime => event.envelope.time,
+                        ValidFrom::Time(time) => time,
+                        ValidFrom::Mark => {
+                            self.batch.mark_row(&change.key);
+                            continue;
+                        }
+                    };
+                    self.batch.put_row(&change.key, valid_from, &change.value);
                     self.overlay.insert(change.key, change.value);
                 }
                 self.sequences

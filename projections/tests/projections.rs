@@ -146,6 +146,156 @@ fn history_keeps_each_orders_events_and_reads_them_as_of_a_time() {
     assert!(history::events(&store, "o1", t(1, 9)).unwrap().is_empty());
 }
 
+/// The reference: the order folded from its history rows with time <= at
+/// (as the log's fold does), its order and version.
+fn folded(store: &ProjectionStore, order: &str, at: DateTime<Utc>) -> Option<(domain::Order, u64)> {
+    let state = history::fold(&history::events(store, order, at).unwrap())
+        .unwrap()
+        .state;
+    state.order.map(|o| (o, state.version))
+}
+
+/// Every time at which an answer may change, and around it.
+fn probe_times(records: &[StoredRecord]) -> Vec<DateTime<Utc>> {
+    let mut times = vec![DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC];
+    for record in records {
+        let time = DateTime::from_timestamp_millis(record.record.timestamp_ms).unwrap();
+        times.extend([
+            time - Duration::microseconds(1),
+            time,
+            time + Duration::microseconds(1),
+        ]);
+    }
+    times
+}
+
+fn assert_state_rows_answer_like_a_fold(store: &ProjectionStore, records: &[StoredRecord]) {
+    for order in ["o1", "o2", "o3", "nope"] {
+        for at in probe_times(records) {
+            assert_eq!(
+                history::order_as_of(store, order, at).unwrap(),
+                folded(store, order, at),
+                "{order} at {at}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_state_row_answers_current_and_as_of_reads_like_a_fold_of_the_history() {
+    // One batch, and one batch per event (reads through the store, not the
+    // batch's overlay).
+    let (_dir, store) = apply(&History, lifecycle());
+    assert_state_rows_answer_like_a_fold(&store, &lifecycle());
+    let dir = tempfile::tempdir().unwrap();
+    let store = ProjectionStore::open(dir.path()).unwrap();
+    for record in lifecycle() {
+        apply_batch(&History, &store, vec![record]).unwrap();
+    }
+    assert_state_rows_answer_like_a_fold(&store, &lifecycle());
+    let (order, version) = history::order_as_of(&store, "o1", DateTime::<Utc>::MAX_UTC)
+        .unwrap()
+        .unwrap();
+    assert_eq!((order.captured, order.refunded, version), (1100, 300, 4));
+    let (order, version) = history::order_as_of(&store, "o1", t(1, 11))
+        .unwrap()
+        .unwrap();
+    assert_eq!((order.captured, order.refunded, version), (1100, 0, 2));
+    assert_eq!(history::order_as_of(&store, "o1", t(1, 9)).unwrap(), None);
+}
+
+#[test]
+fn an_event_earlier_than_its_orders_latest_time_keeps_every_read_exact() {
+    // o3's third event is earlier than its second: the current state still
+    // has all three, and as-of reads fold (the fold filters by time).
+    let records = vec![
+        stored("o3", 1, t(3, 10), placed("carol", 900, 0), 2, 0),
+        stored(
+            "o3",
+            2,
+            t(3, 14),
+            OrderEvent::InventoryReserved { items: vec![] },
+            2,
+            1,
+        ),
+        stored(
+            "o3",
+            3,
+            t(3, 12),
+            OrderEvent::PaymentConfirmed {
+                payment_id: "p".into(),
+                amount: usd(900),
+            },
+            2,
+            2,
+        ),
+        stored("o3", 4, t(3, 16), OrderEvent::OrderDelivered, 2, 3),
+    ];
+    for per_event in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        if per_event {
+            for record in records.clone() {
+                apply_batch(&History, &store, vec![record]).unwrap();
+            }
+        } else {
+            apply_batch(&History, &store, records.clone()).unwrap();
+        }
+        assert_state_rows_answer_like_a_fold(&store, &records);
+        let (order, version) = history::order_as_of(&store, "o3", t(3, 13))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (order.captured, order.inventory_reserved, version),
+            (900, false, 3)
+        );
+    }
+}
+
+/// The history projection as it was before state rows: history rows only.
+#[derive(Debug)]
+struct HistoryRowsOnly;
+
+impl Projection for HistoryRowsOnly {
+    fn name(&self) -> &'static str {
+        history::NAME
+    }
+
+    fn apply(
+        &self,
+        read: &projections::worker::ReadRow<'_>,
+        event: &RecordedEvent,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Vec<projections::worker::Change>, projections::worker::ApplyError> {
+        let changes = History.apply(read, event, partition, offset)?;
+        Ok(changes
+            .into_iter()
+            .filter(|c| c.key.table == history::TABLE)
+            .collect())
+    }
+}
+
+#[test]
+fn a_store_written_before_state_rows_existed_still_answers_exactly() {
+    let records = lifecycle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ProjectionStore::open(dir.path()).unwrap();
+    // o1's first two events and o2's first were written by the old version.
+    let (old, new): (Vec<_>, Vec<_>) = records
+        .iter()
+        .cloned()
+        .partition(|r| r.offset < 2 && !(r.partition == 1 && r.offset == 1));
+    apply_batch(&HistoryRowsOnly, &store, old).unwrap();
+    assert_state_rows_answer_like_a_fold(&store, &records);
+    apply_batch(&History, &store, new).unwrap();
+    assert_state_rows_answer_like_a_fold(&store, &records);
+    let (order, version) = history::order_as_of(&store, "o1", DateTime::<Utc>::MAX_UTC)
+        .unwrap()
+        .unwrap();
+    assert_eq!((order.refunded, version), (300, 4));
+}
+
 #[test]
 fn the_customer_view_counts_orders_open_orders_and_lifetime_value() {
     let (_dir, store) = apply(&Customer, lifecycle());

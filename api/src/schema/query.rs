@@ -21,14 +21,6 @@ pub const MAX_FINANCE_DAYS: i64 = 366;
 #[derive(Debug, Default)]
 pub struct Query;
 
-fn events_of(folded: &history::Folded) -> Vec<Event> {
-    folded
-        .events
-        .iter()
-        .map(|(e, p, o)| Event::from_recorded(e, *p, *o))
-        .collect()
-}
-
 #[Object]
 impl Query {
     /// Current state, or the state as of `asOf` (all events with time <= asOf).
@@ -49,16 +41,20 @@ impl Query {
         let history = state
             .read_model(history::NAME, consistent_with.as_deref(), generation)
             .await?;
-        let entries = history::events(&history.store, order_id.as_str(), at(as_of))
-            .map_err(ApiError::internal)?;
-        let folded = history::fold(&entries).map_err(ApiError::internal)?;
-        let Some(order) = &folded.state.order else {
+        let at = at(as_of);
+        let Some((order, version)) = history::order_as_of(&history.store, order_id.as_str(), at)
+            .map_err(ApiError::internal)?
+        else {
             return Ok(None);
         };
         Ok(Some(Order::new(
-            order,
-            folded.state.version,
-            events_of(&folded),
+            &order,
+            version,
+            OrderEvents {
+                history,
+                at,
+                version,
+            },
         )))
     }
 

@@ -190,6 +190,7 @@ pub struct CommandResult {
 }
 
 #[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
 pub struct Order {
     pub id: ID,
     pub customer_id: ID,
@@ -205,12 +206,54 @@ pub struct Order {
     pub version: i32,
     pub placed_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Where `history` is read from, when a query selects it.
+    #[graphql(skip)]
+    pub events: OrderEvents,
+}
+
+/// The events of an order up to a time, read from the history read model
+/// only when a query selects them.
+#[derive(Clone)]
+pub struct OrderEvents {
+    pub history: std::sync::Arc<projections::serving::ProjectionHandle>,
+    pub at: DateTime<Utc>,
+    /// The state's version: events the worker applied after the state was
+    /// read are not this state's.
+    pub version: u64,
+}
+
+impl std::fmt::Debug for OrderEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderEvents")
+            .field("generation", &self.history.version)
+            .field("at", &self.at)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl Order {
     /// The events folded into this state.
-    pub history: Vec<Event>,
+    async fn history(&self) -> async_graphql::Result<Vec<Event>> {
+        let entries = projections::history::events(
+            &self.events.history.store,
+            self.id.as_str(),
+            self.events.at,
+        )
+        .map_err(ApiError::internal)?;
+        let folded = projections::history::fold(&entries).map_err(ApiError::internal)?;
+        Ok(folded
+            .events
+            .iter()
+            .filter(|(e, _, _)| e.envelope.sequence <= self.events.version)
+            .map(|(e, p, o)| Event::from_recorded(e, *p, *o))
+            .collect())
+    }
 }
 
 impl Order {
-    pub fn new(order: &domain::Order, version: u64, history: Vec<Event>) -> Self {
+    pub fn new(order: &domain::Order, version: u64, events: OrderEvents) -> Self {
         let money = |minor| Money::of(minor, order.currency);
         Self {
             id: ID(order.id.to_string()),
@@ -235,7 +278,7 @@ impl Order {
             version: i32::try_from(version).unwrap_or(i32::MAX),
             placed_at: order.placed_at,
             updated_at: order.updated_at,
-            history,
+            events,
         }
     }
 }
