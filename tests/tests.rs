@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_input;
+mod bench_queries;
 mod broker_restart;
 mod compaction;
 mod conflicts;

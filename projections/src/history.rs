@@ -247,6 +247,15 @@ impl Projection for History {
     }
 }
 
+/// The stored bytes of the order's current state row (benchmarks compare
+/// reads of it with raw store reads).
+pub fn current_state_row(
+    store: &ProjectionStore,
+    order_id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    store.row_as_of(&state_key(order_id), DateTime::<Utc>::MAX_UTC)
+}
+
 /// The order's state as of `at` (the end of time: its current state): the
 /// order and its version, `None` when it was not placed by then. One range
 /// read; a fold of its history when the state row cannot answer (see the

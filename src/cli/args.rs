@@ -134,6 +134,34 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The read path as clients drive it: N orders loaded through `serve`
+    /// (embedded), then point reads, as-of reads, histories, customers and
+    /// finance through a restarted `serve`, closed loop with wrk (every
+    /// body checked for errors) and open loop at 25% and 70% of each
+    /// query's saturation, against GraphQL `{ __typename }`, a static axum
+    /// handler with a body of the same size and raw sled gets of the same
+    /// rows, interleaved, the median of the rounds after a warm-up. Also the
+    /// server's RSS and its bytes on disk over the logical bytes.
+    Queries {
+        /// Orders loaded through the write path first.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(10..))]
+        orders: u64,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Measured rounds (after one warm-up round).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+        rounds: u64,
+        /// Connections wrk keeps open (closed loop).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        connections: u64,
+        /// The wrk binary (Debian's package `wrk`).
+        #[arg(long, default_value = "wrk", env = "ORDERSTORE_WRK")]
+        wrk: PathBuf,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// Which log a tool reads when no server owns --data-dir: the embedded one

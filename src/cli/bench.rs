@@ -7,7 +7,7 @@ use std::sync::Arc;
 use eventlog::kafka::{KafkaConfig, KafkaLog};
 
 use super::args::BenchCommand;
-use super::commands_bench;
+use super::{commands_bench, queries_bench};
 
 /// `bench restore`: how fast a node adopts partitions from snapshots.
 async fn restore(orders: u64, kafka: Option<String>) -> anyhow::Result<ExitCode> {
@@ -64,6 +64,24 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             return commands_bench::run(options).await;
         }
         BenchCommand::Restore { orders, kafka } => return restore(orders, kafka).await,
+        BenchCommand::Queries {
+            orders,
+            duration,
+            rounds,
+            connections,
+            wrk,
+            json,
+        } => {
+            let options = queries_bench::Options {
+                orders,
+                duration,
+                rounds: usize::try_from(rounds).unwrap_or(1),
+                connections,
+                wrk,
+                json,
+            };
+            return queries_bench::run(options).await;
+        }
     };
     let scratch = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());

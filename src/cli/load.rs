@@ -56,6 +56,8 @@ struct CallError {
 
 #[derive(Debug, Clone)]
 pub struct LoadReport {
+    /// This run's id: its orders are `load-<run_id>-<index>`.
+    pub run_id: String,
     pub orders_started: u64,
     pub orders_completed: u64,
     /// Open loop: starts that found `--concurrency` orders in flight.
@@ -415,6 +417,7 @@ pub async fn run(
     let (errors, first_messages) = tally.errors.lock().map(|e| e.clone()).unwrap_or_default();
     let latency_us = client.latency_us.lock().await.clone();
     Ok(LoadReport {
+        run_id: run_id.to_string(),
         orders_started: tally.started.load(Ordering::Relaxed),
         orders_completed: tally.completed.load(Ordering::Relaxed),
         orders_skipped: tally.skipped.load(Ordering::Relaxed),

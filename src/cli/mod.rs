@@ -9,6 +9,7 @@ mod commands_bench;
 pub mod load;
 mod print;
 mod progress;
+mod queries_bench;
 mod remote;
 
 use std::process::ExitCode;
