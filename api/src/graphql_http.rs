@@ -76,8 +76,10 @@ pub fn is_json_body(headers: &HeaderMap) -> bool {
 /// (async-graphql would report it only when a field reads the variable, as a
 /// field error.) `None` when the variables are complete, or the document
 /// does not parse (execution then reports the parse error).
-pub fn missing_variable(request: &async_graphql::Request) -> Option<async_graphql::Response> {
-    let document = async_graphql::parser::parse_query(&request.query).ok()?;
+pub fn missing_variable(
+    request: &async_graphql::Request,
+    document: &async_graphql::parser::types::ExecutableDocument,
+) -> Option<async_graphql::Response> {
     let operation = match &request.operation_name {
         Some(name) => {
             document

@@ -221,7 +221,14 @@ impl ProjectionStore {
         let prefix = key.prefix();
         let end = key.versioned(at);
         match self.tree.range(prefix.clone()..=end).next_back() {
-            Some(entry) => Ok(Some(entry?.1.to_vec())),
+            Some(entry) => {
+                let (found, value) = entry?;
+                // A mark is not a version.
+                if found.get(prefix.len()..) == Some(&MARK[..]) {
+                    return Ok(None);
+                }
+                Ok(Some(value.to_vec()))
+            }
             None => Ok(None),
         }
     }
@@ -267,17 +274,26 @@ impl ProjectionStore {
         let head = scan.len();
         let joined = key_prefix.join("\u{1f}");
         scan.extend_from_slice(joined.as_bytes());
+        // One seek per row, past all of its versions: a row with many
+        // versions (a busy day's finance totals) costs what a row with one does.
         let mut keys: Vec<RowKey> = Vec::new();
-        for entry in self.tree.scan_prefix(&scan) {
+        let mut from = scan.clone();
+        while let Some(entry) = self.tree.range(from.as_slice()..).next() {
             let (raw, _) = entry?;
+            if !raw.starts_with(&scan) {
+                break;
+            }
             // raw = prefix(head) + key + 0 + 8 time bytes
             if raw.len() < head + 9 {
                 return Err(StoreError::Corrupt("short row key".into()));
             }
-            let key = raw[head..raw.len() - 9].to_vec();
-            if keys.last().is_none_or(|k| k.key != key) {
-                keys.push(RowKey { table, key });
-            }
+            let row = RowKey {
+                table,
+                key: raw[head..raw.len() - 9].to_vec(),
+            };
+            from = row.prefix();
+            from.extend_from_slice(&[0xFF; 9]);
+            keys.push(row);
         }
         Ok(keys)
     }

@@ -297,6 +297,30 @@ fn a_store_written_before_state_rows_existed_still_answers_exactly() {
 }
 
 #[test]
+fn rows_with_many_versions_and_keys_that_extend_others_are_each_read_once() {
+    // o1's row has five versions; o10's key extends o1's.
+    let mut records = lifecycle();
+    records.push(stored("o10", 1, t(3, 9), placed("alice", 700, 0), 2, 0));
+    records.push(stored(
+        "o10",
+        2,
+        t(3, 10),
+        OrderEvent::InventoryReserved { items: vec![] },
+        2,
+        1,
+    ));
+    let (_dir, store) = apply(&Customer, records);
+    let now = customer::view(&store, "alice", DateTime::<Utc>::MAX_UTC)
+        .unwrap()
+        .unwrap();
+    let ids: Vec<&str> = now.orders.iter().map(|o| o.order_id.as_str()).collect();
+    assert_eq!(ids, ["o1", "o2", "o10"]);
+    let before = customer::view(&store, "alice", t(3, 9)).unwrap().unwrap();
+    assert_eq!(before.orders.len(), 3);
+    assert_eq!(before.orders[2].status, OrderStatus::Placed);
+}
+
+#[test]
 fn the_customer_view_counts_orders_open_orders_and_lifetime_value() {
     let (_dir, store) = apply(&Customer, lifecycle());
     let now = customer::view(&store, "alice", DateTime::<Utc>::MAX_UTC)

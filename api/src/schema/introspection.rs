@@ -14,19 +14,16 @@ pub const MAX_DEPTH: usize = 24;
 
 const INTROSPECTION_FIELDS: [&str; 3] = ["__schema", "__type", "__typename"];
 
-/// Whether every operation of `query` selects only introspection fields at
-/// its top level. A query that does not parse is not introspection (the
-/// ordinary schema answers it with its parse error).
-pub fn selects_only_introspection(query: &str) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
+/// Whether every operation of `document` selects only introspection fields
+/// at its top level. (A query that does not parse is not introspection: the
+/// ordinary schema answers it with its parse error.)
+pub fn selects_only_introspection(document: &ExecutableDocument) -> bool {
     let mut operations = document.operations.iter().peekable();
     if operations.peek().is_none() {
         return false;
     }
     operations
-        .all(|(_, operation)| only_introspection(&document, &operation.node.selection_set.node, 0))
+        .all(|(_, operation)| only_introspection(document, &operation.node.selection_set.node, 0))
 }
 
 fn only_introspection(document: &ExecutableDocument, set: &SelectionSet, nesting: usize) -> bool {
@@ -50,7 +47,10 @@ fn only_introspection(document: &ExecutableDocument, set: &SelectionSet, nesting
 
 #[cfg(test)]
 mod tests {
-    use super::selects_only_introspection;
+    fn selects_only_introspection(query: &str) -> bool {
+        async_graphql::parser::parse_query(query)
+            .is_ok_and(|document| super::selects_only_introspection(&document))
+    }
 
     #[test]
     fn only_operations_that_select_nothing_but_introspection_qualify() {

@@ -11,6 +11,7 @@ pub mod types;
 
 use std::sync::Arc;
 
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::Schema;
 
 use crate::state::AppState;
@@ -33,13 +34,21 @@ pub fn build(state: Arc<AppState>) -> AppSchema {
         .finish()
 }
 
+/// Most distinct query documents kept parsed.
+const CACHED_DOCUMENTS: usize = 512;
+/// Longer query texts are parsed every time, not kept.
+const MAX_CACHED_QUERY_BYTES: usize = 8 << 10;
+
 /// The schema, and the same schema with the deeper limit that standard
 /// introspection queries need (used only for operations that select
-/// nothing but introspection fields; see `introspection`).
+/// nothing but introspection fields; see `introspection`); and the parsed
+/// documents of recent query texts, so a client that sends the same
+/// document again (as clients do, with other variables) is not parsed again.
 #[derive(Clone)]
 pub struct Schemas {
     pub main: AppSchema,
     introspection: AppSchema,
+    documents: Arc<std::sync::Mutex<lru::LruCache<String, Arc<ExecutableDocument>>>>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -55,18 +64,53 @@ impl Schemas {
             .limit_depth(introspection::MAX_DEPTH)
             .limit_complexity(MAX_COMPLEXITY)
             .finish();
+        let documents = lru::LruCache::new(
+            std::num::NonZeroUsize::new(CACHED_DOCUMENTS).unwrap_or(std::num::NonZeroUsize::MIN),
+        );
         Self {
             main: build(state),
             introspection,
+            documents: Arc::new(std::sync::Mutex::new(documents)),
         }
     }
 
-    /// Executes one request on the schema whose limits apply to it.
-    pub async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        if let Some(refused) = crate::graphql_http::missing_variable(&request) {
-            return refused;
+    /// The parsed document of `query`: from the cache, or parsed (and kept,
+    /// when short enough). None when it does not parse: execution then
+    /// answers with the parse error.
+    fn document(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        let cached = self
+            .documents
+            .lock()
+            .ok()
+            .and_then(|mut documents| documents.get(query).cloned());
+        if cached.is_some() {
+            return cached;
         }
-        if introspection::selects_only_introspection(&request.query) {
+        let parsed = Arc::new(async_graphql::parser::parse_query(query).ok()?);
+        if query.len() <= MAX_CACHED_QUERY_BYTES {
+            if let Ok(mut documents) = self.documents.lock() {
+                documents.put(query.to_owned(), parsed.clone());
+            }
+        }
+        Some(parsed)
+    }
+
+    /// Executes one request on the schema whose limits apply to it. The
+    /// query is parsed once (or not at all when its document is cached).
+    pub async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        let document = self.document(&request.query);
+        if let Some(document) = &document {
+            if let Some(refused) = crate::graphql_http::missing_variable(&request, document) {
+                return refused;
+            }
+        }
+        let introspection = document
+            .as_deref()
+            .is_some_and(introspection::selects_only_introspection);
+        if let Some(document) = document {
+            request.set_parsed_query((*document).clone());
+        }
+        if introspection {
             self.introspection.execute(request).await
         } else {
             self.main.execute(request).await
