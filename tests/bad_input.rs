@@ -404,6 +404,8 @@ fn serve_refuses_flags_out_of_range_with_their_bounds() {
         ("--session-timeout-ms", "500", "6000..=1800000"),
         ("--session-timeout-ms", "soon", "invalid digit"),
         ("--log-format", "xml", "possible values: text, json"),
+        ("--cache-mb", "8", "16..=1048576"),
+        ("--cache-mb", "lots", "invalid digit"),
     ] {
         let output = orderstore(&["serve", flag, value], dir.path());
         let stderr = String::from_utf8_lossy(&output.stderr);

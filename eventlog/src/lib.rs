@@ -6,6 +6,7 @@
 //! write before it is durable, and never let a reader see part of a
 //! transaction.
 
+pub mod cache;
 pub mod conformance;
 pub mod embedded;
 mod error;

@@ -187,7 +187,9 @@ impl ProjectionStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(128 << 20)
+            .cache_capacity(eventlog::cache::bytes_for(
+                eventlog::cache::CacheUse::Projection,
+            ))
             .open()?;
         let tree = db.open_tree("projection")?;
         Ok(Self {

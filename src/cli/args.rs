@@ -309,6 +309,13 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDERSTORE_SESSION_TIMEOUT_MS",
           value_parser = clap::value_parser!(u64).range(6_000..=1_800_000))]
     pub session_timeout_ms: Option<u64>,
+    /// The sled page-cache budget of this node in MiB, shared out to the
+    /// embedded log (3/8), the command processor's state store (1/8) and
+    /// each projection (1/6): what bounds its memory however many orders it
+    /// holds. More serves more reads from memory.
+    #[arg(long, default_value_t = 512, env = "ORDERSTORE_CACHE_MB",
+          value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    pub cache_mb: u64,
     /// Serve the API and read models without a command processor on this node.
     #[arg(long)]
     pub no_processor: bool,

@@ -61,6 +61,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.partitions = args.partitions;
     config.topic_prefix = args.topic_prefix;
     config.process_commands = !args.no_processor;
+    config.cache_bytes = args.cache_mb << 20;
     if let Some(bootstrap_servers) = args.kafka {
         config.backend = api::serve::Backend::Kafka(api::serve::KafkaSettings {
             bootstrap_servers,

@@ -52,6 +52,9 @@ pub struct ServeConfig {
     /// Run the command processor here. A node without it serves reads and
     /// accepts commands for another node to process (with Kafka).
     pub process_commands: bool,
+    /// The sled page-cache budget of the node, shared out to its log, state
+    /// store and projections (`eventlog::cache`).
+    pub cache_bytes: u64,
 }
 
 impl ServeConfig {
@@ -67,6 +70,7 @@ impl ServeConfig {
             command_timeout: Duration::from_secs(10),
             consistency_timeout: Duration::from_secs(5),
             process_commands: true,
+            cache_bytes: eventlog::cache::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -266,6 +270,7 @@ async fn open_backend(
 /// Opens the log, binds `config.listen` and starts every part of a node.
 pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
     refuse_insecure(&config, config.listen)?;
+    eventlog::cache::set_budget(config.cache_bytes);
     let log = open_log(&config).await?;
     let listener = match bind(config.listen).await {
         Ok(listener) => listener,

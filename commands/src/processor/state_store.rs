@@ -33,6 +33,7 @@ impl StateStore {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(1000))
+            .cache_capacity(eventlog::cache::bytes_for(eventlog::cache::CacheUse::State))
             .open()?;
         Ok(Self {
             tree: db.open_tree("state")?,

@@ -95,7 +95,7 @@ impl EmbeddedLog {
             let opened = sled::Config::new()
                 .path(dir)
                 .flush_every_ms(None)
-                .cache_capacity(256 << 20)
+                .cache_capacity(crate::cache::bytes_for(crate::cache::CacheUse::Log))
                 .open();
             match opened {
                 Err(sled::Error::Io(error))
