@@ -236,64 +236,97 @@ fn wrk_run(
     Ok(requests as f64 / (duration_us as f64 / 1e6).max(1e-9))
 }
 
+/// Connections the open-loop driver keeps (enough for 70% of saturation
+/// at several milliseconds each).
+const OPEN_LOOP_CONNECTIONS: usize = 64;
+
 /// One open-loop run at `rate` requests per second: latency (µs) of each
-/// request from its intended start, so a stalled server is not hidden.
-async fn open_loop(
-    http: &reqwest::Client,
-    target: &Target,
-    rate: f64,
-    seconds: f64,
-) -> anyhow::Result<Histogram<u64>> {
-    let histogram = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let failed = Arc::new(AtomicU64::new(0));
-    let start = tokio::time::Instant::now();
+/// request from its intended start, so a stalled server is not hidden
+/// (no coordinated omission). The schedule runs on its own thread with the
+/// OS's sleep (tokio's timer ticks in milliseconds, which would add up to
+/// one to every latency); the requests go out from a single-threaded
+/// runtime on another thread over a fixed set of connections.
+fn open_loop(target: &Target, rate: f64, seconds: f64) -> anyhow::Result<Histogram<u64>> {
     let total = (rate * seconds).max(1.0) as u64;
-    let mut tasks = tokio::task::JoinSet::new();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, usize)>();
+    let bodies = target.bodies.clone();
+    let url = target.url.clone();
+    let name = target.name;
+    let sender = std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(OPEN_LOOP_CONNECTIONS)
+                .build()?;
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            let bodies = Arc::new(bodies);
+            let failed = Arc::new(AtomicU64::new(0));
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..OPEN_LOOP_CONNECTIONS {
+                let (http, rx, bodies, failed, url) = (
+                    http.clone(),
+                    rx.clone(),
+                    bodies.clone(),
+                    failed.clone(),
+                    url.clone(),
+                );
+                workers.spawn(async move {
+                    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                    loop {
+                        let next = rx.lock().await.recv().await;
+                        let Some((intended, i)) = next else { break };
+                        let answer = http
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(bodies[i % bodies.len()].clone())
+                            .send()
+                            .await;
+                        let ok = match answer {
+                            Ok(response) if response.status().is_success() => response
+                                .bytes()
+                                .await
+                                .is_ok_and(|b| !b.windows(8).any(|w| w == b"\"errors\"")),
+                            _ => false,
+                        };
+                        if !ok {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        histogram.record((intended.elapsed().as_micros() as u64).max(1))?;
+                    }
+                    anyhow::Ok(histogram)
+                });
+            }
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            while let Some(worker) = workers.join_next().await {
+                histogram.add(worker??)?;
+            }
+            let failed = failed.load(Ordering::Relaxed);
+            if failed > 0 {
+                bail!(
+                    "{name}: {failed} of {total} open-loop answers were not 200 or carried errors"
+                );
+            }
+            Ok(histogram)
+        })
+    });
+    let start = Instant::now();
     for i in 0..total {
         let intended = start + Duration::from_secs_f64(i as f64 / rate);
-        tokio::time::sleep_until(intended).await;
-        let (http, histogram, failed) = (http.clone(), histogram.clone(), failed.clone());
-        let body = target.bodies[i as usize % target.bodies.len()].clone();
-        let url = target.url.clone();
-        tasks.spawn(async move {
-            let answer = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            let ok = match answer {
-                Ok(response) if response.status().is_success() => response
-                    .bytes()
-                    .await
-                    .is_ok_and(|b| !b.windows(8).any(|w| w == b"\"errors\"")),
-                _ => false,
-            };
-            if !ok {
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
-            let micros = intended.elapsed().as_micros() as u64;
-            if let Ok(mut h) = histogram.lock() {
-                let _ = h.record(micros.max(1));
-            }
-        });
-        while tasks.try_join_next().is_some() {}
+        let now = Instant::now();
+        if intended > now {
+            std::thread::sleep(intended - now);
+        }
+        if tx.send((intended, i as usize)).is_err() {
+            break;
+        }
     }
-    while tasks.join_next().await.is_some() {}
-    let failed = failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        bail!(
-            "{}: {failed} of {total} open-loop answers were not 200 or carried errors",
-            target.name
-        );
-    }
-    let histogram = histogram
-        .lock()
-        .map_err(|_| anyhow::anyhow!("histogram poisoned"))?
-        .clone();
-    Ok(histogram)
+    drop(tx);
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("the open-loop driver panicked"))?
 }
 
 /// A static axum handler answering `body` to every POST: the HTTP ceiling.
@@ -628,7 +661,10 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             };
             for share in [25u32, 70] {
                 let rate = saturation[rate_of] * f64::from(share) / 100.0;
-                let histogram = open_loop(&http, target, rate.max(1.0), options.duration).await?;
+                let (sent, seconds) = (target.clone(), options.duration);
+                let histogram =
+                    tokio::task::spawn_blocking(move || open_loop(&sent, rate.max(1.0), seconds))
+                        .await??;
                 let ms = |q| histogram.value_at_quantile(q) as f64 / 1000.0;
                 open.entry((target.name, share))
                     .or_default()
