@@ -26,6 +26,5 @@ mod restart;
 mod scale_out;
 mod schema_contract;
 mod trace_context;
-mod trace_flow;
 mod verify;
 mod write_to_read;
