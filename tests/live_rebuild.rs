@@ -137,11 +137,17 @@ async fn a_rebuild_in_a_running_server_never_interrupts_reads(backend: Backend) 
     }
     assert!(printed.contains("now served: v2"), "{printed}");
     let problems = problems.lock().unwrap().clone();
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+    for problem in &problems {
+        let kind: String = problem.chars().take(40).collect();
+        *kinds.entry(kind).or_default() += 1;
+    }
     assert!(
         problems.is_empty(),
-        "{} problems, first: {:?}",
+        "{} problems ({kinds:?}), first: {:?}, last: {:?}",
         problems.len(),
-        problems.first()
+        problems.first(),
+        problems.last()
     );
     assert!(
         reads > 0 && !written.is_empty(),

@@ -21,9 +21,10 @@ use projections::ProjectionStore;
 
 use projections::serving::rebuild::{rebuild_into, RebuildError};
 
-/// Rows the three projections write per event, on average: history 1,
-/// customer 2 (order row and customer row), finance about 1.
-const ROWS_PER_EVENT: usize = 4;
+/// Rows the projections write per event, on average: history 2 (the event
+/// and the order's state), customer 2 (order row and customer row),
+/// finance about 1.
+const ROWS_PER_EVENT: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchReport {
@@ -187,9 +188,9 @@ fn raw_sled(dir: &Path, events: u64) -> Result<Duration, RebuildError> {
         .cache_capacity(128 << 20)
         .open()
         .map_err(projections::store::StoreError::from)?;
-    let trees = ["history", "customer", "finance"]
-        .map(|name| db.open_tree(name))
+    let trees = projections::names()
         .into_iter()
+        .map(|name| db.open_tree(name))
         .collect::<Result<Vec<_>, _>>()
         .map_err(projections::store::StoreError::from)?;
     let value = vec![7u8; 300];
