@@ -442,17 +442,22 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The orders the point reads ask for: `load` names its orders
+/// `load-<run>-<index>`.
+fn sample_order_ids(run: &str, orders: u64) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(7);
+    (0..SAMPLES)
+        .map(|_| format!("load-{run}-{}", rng.random_range(0..orders)))
+        .collect()
+}
+
 fn targets(
     url: &str,
-    run: &str,
+    order_ids: &[String],
     orders: u64,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Vec<Target> {
-    let mut rng = StdRng::seed_from_u64(7);
-    let order_ids: Vec<String> = (0..SAMPLES)
-        .map(|_| format!("load-{run}-{}", rng.random_range(0..orders)))
-        .collect();
     let customers = (orders / 5).max(10);
     let span = (to - from).num_microseconds().unwrap_or(1).max(1);
     let bodies = |f: &mut dyn FnMut(usize, &mut StdRng) -> String| -> Vec<String> {
@@ -572,13 +577,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
     // 2. Sizes and the raw peer's rows, from the stopped server's files.
     let disk = disk_bytes(&data_dir);
     let logical = logical_bytes(&data_dir)?;
-    let all_targets = targets("", &report.run_id, options.orders, from, to);
-    let order_ids: Vec<String> = all_targets[1]
-        .bodies
-        .iter()
-        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
-        .filter_map(|b| b["variables"]["id"].as_str().map(str::to_owned))
-        .collect();
+    let order_ids = sample_order_ids(&report.run_id, options.orders);
     let raw = raw_rows(&data_dir, &order_ids, &scratch.path().join("raw"))?;
 
     // 3. A fresh server on the loaded data answers the queries.
@@ -587,7 +586,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
     server.wait_ready(&http, Duration::from_secs(600)).await?;
     let ready_after = started.elapsed();
     let url = format!("{}/graphql", server.base);
-    let mut targets = targets(&url, &report.run_id, options.orders, from, to);
+    let mut targets = targets(&url, &order_ids, options.orders, from, to);
     let sample = http
         .post(&url)
         .header("content-type", "application/json")
