@@ -50,6 +50,7 @@ pub async fn run_all(log: &dyn EventLog, prefix: &str) {
     records_go_to_the_murmur2_partition_and_read_back_exactly(log, prefix).await;
     a_committed_transaction_shows_records_and_positions_together(log, prefix).await;
     an_aborted_transaction_leaves_nothing(log, prefix).await;
+    lanes_have_transactions_open_at_once(log, prefix).await;
     a_reader_at_rest_is_at_the_end_past_markers_and_aborted_records(log, prefix).await;
     open_transactions_are_invisible_to_consumers(log, prefix).await;
     a_waiting_consumer_wakes_on_new_records(log, prefix).await;
@@ -238,6 +239,56 @@ pub async fn an_aborted_transaction_leaves_nothing(log: &dyn EventLog, prefix: &
         .map(|r| r.record.value.clone().unwrap())
         .collect();
     assert_eq!(values, vec![b"kept".to_vec()], "an aborted record was read");
+}
+
+/// Two lanes of one handle hold open transactions at the same time, each
+/// on its own partition, and each commits its records and its offsets
+/// alone. The handle's own transaction is a third, independent one.
+pub async fn lanes_have_transactions_open_at_once(log: &dyn EventLog, prefix: &str) {
+    let out = topic(log, format!("{prefix}.lanes"), 2, false).await;
+    let group = format!("{prefix}.lanes-group");
+    let (first, second) = (log.lane("p0"), log.lane("p1"));
+    first.init_transactions().await.unwrap();
+    second.init_transactions().await.unwrap();
+    let on = |partition, value| OutgoingRecord {
+        partition: Some(partition),
+        ..to(&out, record("k", value, 1))
+    };
+    let offset = |partition, next_offset| GroupOffset {
+        group: group.clone(),
+        partition: TopicPartition::new(&out, partition),
+        next_offset,
+    };
+    let mut one = first.begin().await.unwrap();
+    let mut two = tokio::time::timeout(Duration::from_secs(10), second.begin())
+        .await
+        .expect("a second lane waited for the first lane's transaction")
+        .unwrap();
+    let mut own = tokio::time::timeout(Duration::from_secs(10), log.begin())
+        .await
+        .expect("the handle waited for a lane's transaction")
+        .unwrap();
+    one.send(vec![on(0, "lane 0")]).await.unwrap();
+    two.send(vec![on(1, "lane 1")]).await.unwrap();
+    own.abort().await.unwrap();
+    two.commit(vec![offset(1, 5)]).await.unwrap();
+    one.commit(vec![offset(0, 7)]).await.unwrap();
+    for (partition, value, next) in [(0, "lane 0", 7), (1, "lane 1", 5)] {
+        let tp = TopicPartition::new(&out, partition);
+        let mut consumer = log.consumer().await.unwrap();
+        consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
+        let read = consumer.poll(10, Duration::from_secs(10)).await.unwrap();
+        let values: Vec<_> = read
+            .iter()
+            .map(|r| r.record.value.clone().unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            vec![value.as_bytes().to_vec()],
+            "partition {partition}"
+        );
+        assert_eq!(log.committed(&group, &tp).await.unwrap(), Some(next));
+    }
 }
 
 /// What lag tooling needs: once a reader has taken every committed record

@@ -37,6 +37,14 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// producer). One open transaction per log handle at a time.
     async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError>;
 
+    /// A handle on the same log with a transactional identity of its own,
+    /// named `lane` (Kafka: a transactional producer with `transactional.id`
+    /// `<this handle's id>.<lane>`). It shares this handle's connections,
+    /// group memberships and metadata. Transactions of different lanes are
+    /// open at the same time; claiming a lane (`init_transactions`) fences
+    /// only that lane's previous owner, wherever it runs.
+    fn lane(&self, lane: &str) -> std::sync::Arc<dyn EventLog>;
+
     /// Low and high watermarks: the first offset kept and the next offset
     /// to be written (committed data only).
     async fn watermarks(&self, partition: &TopicPartition) -> Result<(u64, u64), LogError>;

@@ -128,3 +128,78 @@ async fn a_producer_whose_transactional_id_was_taken_over_cannot_commit() {
         "only the owner's records are visible"
     );
 }
+
+/// Lanes of the same base id on two handles (two nodes): claiming a lane
+/// fences only that lane's previous writer; the old node's other lane
+/// still commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_a_lane_fences_only_that_lanes_previous_writer() {
+    let id = unique("lanes");
+    let topic = unique("lanes");
+    let group = unique("lanes-group");
+    let old_node = connect(&id).await;
+    old_node
+        .create_topic(&TopicSpec {
+            name: topic.clone(),
+            partitions: 2,
+            compacted: false,
+            retention_ms: None,
+        })
+        .await
+        .unwrap();
+    let record = |partition, value: &str| OutgoingRecord {
+        topic: topic.clone(),
+        partition: Some(partition),
+        record: Record {
+            key: b"k".to_vec(),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+            timestamp_ms: 1,
+        },
+    };
+    let offsets = |partition, next| {
+        vec![GroupOffset {
+            group: group.clone(),
+            partition: TopicPartition::new(&topic, partition),
+            next_offset: next,
+        }]
+    };
+    let (old_p0, old_p1) = (old_node.lane("p0"), old_node.lane("p1"));
+    let mut zombie = old_p0.begin().await.unwrap();
+    zombie.send(vec![record(0, "old p0")]).await.unwrap();
+    let mut kept = old_p1.begin().await.unwrap();
+    kept.send(vec![record(1, "old p1")]).await.unwrap();
+
+    // A new node takes partition 0 over: it claims lane p0 only.
+    let new_node = connect(&id).await;
+    let new_p0 = new_node.lane("p0");
+    new_p0.init_transactions().await.unwrap();
+    let mut owner = new_p0.begin().await.unwrap();
+    owner.send(vec![record(0, "new p0")]).await.unwrap();
+    owner.commit(offsets(0, 1)).await.unwrap();
+
+    let refused = zombie.commit(offsets(0, 99)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(LogError::Fenced(_)) | Err(LogError::Aborted(_))
+        ),
+        "the old writer of lane p0 committed: {refused:?}"
+    );
+    kept.commit(offsets(1, 3)).await.unwrap();
+
+    for (partition, expected, next) in [(0, "new p0", 1), (1, "old p1", 3)] {
+        let tp = TopicPartition::new(&topic, partition);
+        assert_eq!(new_node.committed(&group, &tp).await.unwrap(), Some(next));
+        let mut consumer = new_node.consumer().await.unwrap();
+        consumer.assign(vec![(tp, 0)]).await.unwrap();
+        let values: Vec<String> = consumer
+            .poll(10, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| String::from_utf8(r.record.value.unwrap()).unwrap())
+            .collect();
+        assert_eq!(values, vec![expected], "partition {partition}");
+    }
+}

@@ -293,7 +293,7 @@ pub struct ServeArgs {
     /// Prefix of every topic and consumer group (several installations can share a cluster).
     #[arg(long, default_value = "orderstore", env = "ORDERSTORE_TOPIC_PREFIX")]
     pub topic_prefix: String,
-    /// transactional.id of the command processor on Kafka (default <prefix>.command-processor).
+    /// transactional.id prefix of the command processor's lanes on Kafka (default <prefix>.command-processor; partition N's lane is <id>.pN).
     #[arg(long, env = "ORDERSTORE_TRANSACTIONAL_ID")]
     pub transactional_id: Option<String>,
     /// Partitions of new topics (default 6); existing topics keep theirs.

@@ -253,10 +253,13 @@ async fn open_backend(
             let mut kafka_config = KafkaConfig::new(&kafka.bootstrap_servers);
             kafka_config.replication_factor = kafka.replication_factor;
             let instance = instance_id(&config.data_dir)?;
+            // The lanes' identities, `<id>.p<partition>`, are the same on
+            // every node: the next owner of a partition fences its last
+            // writer wherever that ran (docs/adr/0007).
             kafka_config.transactional_id = kafka
                 .transactional_id
                 .clone()
-                .unwrap_or_else(|| format!("{}.{instance}", topics.processor_group()));
+                .unwrap_or_else(|| topics.processor_group());
             kafka_config.group_instance_id = Some(instance);
             if let Some(session_timeout) = kafka.session_timeout {
                 kafka_config.session_timeout = session_timeout;

@@ -1,4 +1,4 @@
-//! One poll batch of commands: decide all, then one transaction.
+//! One lane batch of commands: decide all, then one transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use eventlog::{
 
 use crate::consistency::consistency_token;
 use crate::messages::{CommandMessage, Outcome, RejectionReply, Reply, ReplyEvent, Snapshot};
-use crate::processor::CommandProcessor;
+use crate::processor::lane::Lane;
 use crate::CommandsError;
 
 /// Namespace of event ids: uuid v5 of "order/sequence", so a retried
@@ -50,8 +50,8 @@ impl Decided {
 /// The orders a batch touched, with their snapshots as the batch leaves them.
 type Touched = HashMap<String, (u32, Snapshot)>;
 
-impl CommandProcessor {
-    /// One poll batch: decide every command, then one transaction with the
+impl Lane {
+    /// One lane batch: decide every command, then one transaction with the
     /// events, the replies, the snapshots of the touched orders and the
     /// consumed offsets; the local state store follows only after the commit.
     pub(crate) async fn process(
@@ -140,7 +140,12 @@ impl CommandProcessor {
                 }
                 Decision::Rejected(rejection) => Outcome::Rejected(rejection.clone()),
             };
-            replies.push(reply_record(&self.topics.replies, &d.message, outcome)?);
+            replies.push(reply_record(
+                &self.topics.replies,
+                d.partition,
+                &d.message,
+                outcome,
+            )?);
         }
         Ok(replies)
     }
@@ -190,7 +195,7 @@ impl CommandProcessor {
                     let recorded = Recorded {
                         order_id: message.command.order_id.clone(),
                         sequence: state.version + 1,
-                        time: self.next_event_time(partition),
+                        time: self.next_event_time(),
                         command_id: message.command.command_id.clone(),
                         event,
                     };
@@ -261,10 +266,9 @@ impl CommandProcessor {
                         "the snapshot of {order_id} has no offset for sequence {sequence}"
                     ))
                 })?;
-            self.repeat_reader
-                .assign(vec![(tp.clone(), offset)])
-                .await?;
-            let found = self.repeat_reader.poll(1, Duration::from_secs(5)).await?;
+            let reader = self.repeat_reader().await?;
+            reader.assign(vec![(tp.clone(), offset)]).await?;
+            let found = reader.poll(1, Duration::from_secs(5)).await?;
             let stored = found
                 .into_iter()
                 .find(|r| r.offset == offset)
@@ -374,8 +378,11 @@ fn snapshot_record(
     })
 }
 
+/// A reply goes to the command's own partition of the replies topic (the
+/// gateway reads them all), so a lane's transaction stays in its partition.
 fn reply_record(
     topic: &str,
+    partition: u32,
     message: &CommandMessage,
     outcome: Outcome,
 ) -> Result<OutgoingRecord, CommandsError> {
@@ -388,7 +395,7 @@ fn reply_record(
     let value = serde_json::to_vec(&reply).map_err(CommandsError::corrupt)?;
     Ok(OutgoingRecord {
         topic: topic.to_owned(),
-        partition: None,
+        partition: Some(partition),
         record: Record {
             key: reply.command_id.into_bytes(),
             value: Some(value),

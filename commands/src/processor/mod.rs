@@ -1,28 +1,35 @@
 //! The command processor (design.md section 5): single writer per partition
-//! of the commands topic. Per poll batch: decide every command against its
-//! order's state, then one transaction with the events, the snapshots of the
-//! touched orders, the replies and the consumed command offsets.
+//! of the commands topic. A dispatcher polls the commands topic as a member
+//! of the processor group and hands each partition's records to that
+//! partition's lane (`lane.rs`, docs/adr/0007). Per lane batch: decide every
+//! command against its order's state, then one transaction, on the lane's
+//! own transactional identity, with the events, the snapshots of the
+//! touched orders, the replies and the consumed command offset. Lanes
+//! commit concurrently.
 //!
 //! It must never write an event without its snapshot and reply, never
 //! acknowledge before the transaction commits, and never let event time go
 //! backwards within a partition.
 
 mod batch;
+mod lane;
 mod restore;
 mod state_store;
 mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 
-use eventlog::{EventLog, LogConsumer, TopicPartition};
+use eventlog::{EventLog, LogConsumer, StoredRecord, TopicPartition};
 
 use crate::topics::Topics;
 use crate::CommandsError;
+use lane::{Lane, LaneHandle};
 pub use state_store::StateStore;
 pub use status::{ProcessorPhase, ProcessorStatus};
 
@@ -43,33 +50,33 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
     pub topics: Topics,
-    /// Most commands decided in one transaction.
+    /// Most commands decided in one transaction (per lane).
     pub max_batch: usize,
     /// Where the processor says what it is doing.
     pub status: Arc<ProcessorStatus>,
 }
 
-/// The processor's working state between batches.
+/// The dispatcher: follows the group's assignment and runs one lane per
+/// owned commands partition.
 #[derive(Debug)]
 pub struct CommandProcessor {
     log: Arc<dyn EventLog>,
     store: StateStore,
     clock: Arc<dyn Clock>,
-    /// Partitions of the commands topic this processor owns now.
-    owned: BTreeSet<u32>,
-    /// Time of the last event written to each owned events partition.
-    last_time: HashMap<u32, DateTime<Utc>>,
-    /// Reads back the events of an already applied command.
-    repeat_reader: Box<dyn LogConsumer>,
+    /// The running lane of each commands partition this node owns now.
+    lanes: BTreeMap<u32, LaneHandle>,
+    /// Where a lane reports the failure that ended it.
+    failed: mpsc::UnboundedSender<(u32, CommandsError)>,
+    failures: mpsc::UnboundedReceiver<(u32, CommandsError)>,
     max_batch: usize,
     topics: Topics,
     status: Arc<ProcessorStatus>,
 }
 
 impl CommandProcessor {
-    /// Claims the transactional identity (fencing a previous owner) and joins
-    /// the processor group; returns the processor and its commands consumer.
-    /// Partitions are adopted as the group assigns them.
+    /// Joins the processor group; returns the processor and its commands
+    /// consumer. Partitions are adopted, each by its own lane (which
+    /// fences that partition's previous writer), as the group assigns them.
     pub async fn prepare(
         config: &ProcessorConfig,
         log: Arc<dyn EventLog>,
@@ -77,21 +84,18 @@ impl CommandProcessor {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Box<dyn LogConsumer>), CommandsError> {
         config.status.set(ProcessorPhase::Joining);
-        // Fence any previous owner first, so no zombie commits behind the
-        // state restored when partitions are adopted.
-        log.init_transactions().await?;
         let mut consumer = log.consumer().await?;
         consumer
             .subscribe(&config.topics.processor_group(), &config.topics.commands)
             .await?;
-        let repeat_reader = log.consumer().await?;
+        let (failed, failures) = mpsc::unbounded_channel();
         let processor = Self {
             log,
             store,
             clock,
-            owned: BTreeSet::new(),
-            last_time: HashMap::new(),
-            repeat_reader,
+            lanes: BTreeMap::new(),
+            failed,
+            failures,
             max_batch: config.max_batch.max(1),
             topics: config.topics.clone(),
             status: config.status.clone(),
@@ -99,27 +103,24 @@ impl CommandProcessor {
         Ok((processor, consumer))
     }
 
-    /// Takes ownership of partitions: restores their state from the
+    /// Takes ownership of partitions, concurrently: each lane claims its
+    /// transactional identity, restores the partition's state from the
     /// snapshots topic unless the local store already reflects the group's
-    /// committed offset, and learns their last event time.
-    /// The partitions are adopted concurrently, each reading until its
-    /// data ends.
+    /// committed offset, learns its last event time, and starts.
     pub async fn adopt(&mut self, partitions: &BTreeSet<u32>) -> Result<(), CommandsError> {
-        let (log, topics, store) = (self.log.as_ref(), &self.topics, &self.store);
+        let (log, topics, store, clock) = (&self.log, &self.topics, &self.store, &self.clock);
         let started = std::time::Instant::now();
-        let adopted =
-            futures_util::future::try_join_all(partitions.iter().map(|&partition| async move {
-                let committed = restore_partition(log, topics, store, partition).await?;
-                let last_time = restore::last_event_time(log, topics, partition).await?;
-                tracing::info!(partition, committed, "adopted a commands partition");
-                Ok::<_, CommandsError>((partition, last_time))
-            }))
-            .await?;
-        for (partition, last_time) in adopted {
-            match last_time {
-                Some(time) => self.last_time.insert(partition, time),
-                None => self.last_time.remove(&partition),
-            };
+        let max_batch = self.max_batch;
+        let adopted = futures_util::future::try_join_all(
+            partitions
+                .iter()
+                .map(|&partition| Lane::adopt(log, topics, store, clock, partition, max_batch)),
+        )
+        .await?;
+        for lane in adopted {
+            let partition = lane.partition;
+            self.lanes
+                .insert(partition, lane.start(self.failed.clone()));
         }
         if !partitions.is_empty() {
             tracing::info!(
@@ -128,11 +129,23 @@ impl CommandProcessor {
                 "adopted commands partitions"
             );
         }
-        self.owned.extend(partitions);
         Ok(())
     }
 
-    /// Follows the group's assignment: drops revoked partitions, adopts new ones.
+    fn owned(&self) -> Vec<u32> {
+        self.lanes.keys().copied().collect()
+    }
+
+    /// Stops the lanes of these partitions, each after the batch in hand.
+    async fn stop_lanes(&mut self, partitions: &[u32]) {
+        let stopping: Vec<LaneHandle> = partitions
+            .iter()
+            .filter_map(|p| self.lanes.remove(p))
+            .collect();
+        futures_util::future::join_all(stopping.into_iter().map(LaneHandle::stop)).await;
+    }
+
+    /// Follows the group's assignment: stops revoked lanes, adopts new ones.
     async fn follow_assignment(
         &mut self,
         assignment: Vec<TopicPartition>,
@@ -142,28 +155,46 @@ impl CommandProcessor {
             .filter(|tp| tp.topic == self.topics.commands)
             .map(|tp| tp.partition)
             .collect();
-        if assigned == self.owned {
+        let owned: BTreeSet<u32> = self.lanes.keys().copied().collect();
+        if assigned == owned {
             return Ok(());
         }
-        for revoked in self.owned.difference(&assigned) {
-            tracing::info!(
-                partition = revoked,
-                "a commands partition moved to another processor"
-            );
-            self.last_time.remove(revoked);
+        let revoked: Vec<u32> = owned.difference(&assigned).copied().collect();
+        for partition in &revoked {
+            tracing::info!(partition, "a commands partition moved to another processor");
         }
-        self.owned.retain(|p| assigned.contains(p));
-        let added: BTreeSet<u32> = assigned.difference(&self.owned).copied().collect();
+        self.stop_lanes(&revoked).await;
+        let added: BTreeSet<u32> = assigned.difference(&owned).copied().collect();
         self.status.set(ProcessorPhase::Restoring {
             partitions: added.iter().copied().collect(),
         });
         self.adopt(&added).await
     }
 
-    /// Runs until `shutdown` resolves. A failed transaction stops the loop
-    /// with its error: nothing it decided was acknowledged.
+    /// Runs until `shutdown` resolves. A failed transaction stops every
+    /// lane and the loop with its error: nothing it decided was
+    /// acknowledged. Every lane finishes the batch in hand before this
+    /// returns, so a restart never runs beside an old lane.
     pub async fn run(
         mut self,
+        commands: Box<dyn LogConsumer>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), CommandsError> {
+        let result = self.dispatch(commands, shutdown).await;
+        let all = self.owned();
+        self.stop_lanes(&all).await;
+        // A lane that failed while the others stopped still says why.
+        match (result, self.failures.try_recv()) {
+            (Ok(()), Ok((partition, error))) => {
+                tracing::warn!(partition, %error, "a command lane failed while stopping");
+                Ok(())
+            }
+            (result, _) => result,
+        }
+    }
+
+    async fn dispatch(
+        &mut self,
         mut commands: Box<dyn LogConsumer>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), CommandsError> {
@@ -173,12 +204,16 @@ impl CommandProcessor {
         if commands.group_assigned() {
             self.follow_assignment(commands.assignment()).await?;
             self.status.set(ProcessorPhase::Serving {
-                partitions: self.owned.iter().copied().collect(),
+                partitions: self.owned(),
             });
         }
         loop {
-            let mut records = tokio::select! {
+            let records = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
+                Some((partition, error)) = self.failures.recv() => {
+                    tracing::warn!(partition, %error, "a command lane failed; the processor starts over");
+                    return Err(error);
+                }
                 polled = commands.poll(self.max_batch, Duration::from_millis(250)) => polled?,
             };
             // Rebalances happen inside poll: adopt before deciding, and
@@ -186,34 +221,35 @@ impl CommandProcessor {
             if !commands.group_assigned() {
                 // Between a revocation and the next assignment: own
                 // nothing, so whatever comes back is adopted afresh.
-                self.owned.clear();
-                self.last_time.clear();
+                let all = self.owned();
+                self.stop_lanes(&all).await;
                 self.status.set(ProcessorPhase::Joining);
                 continue;
             }
             self.follow_assignment(commands.assignment()).await?;
             self.status.set(ProcessorPhase::Serving {
-                partitions: self.owned.iter().copied().collect(),
+                partitions: self.owned(),
             });
-            records.retain(|r| self.owned.contains(&r.partition));
-            if !records.is_empty() {
-                self.process(records).await?;
+            for (partition, records) in by_partition(records) {
+                let Some(lane) = self.lanes.get(&partition) else {
+                    continue;
+                };
+                if !lane.dispatch(records).await {
+                    // The lane ended: its failure is waiting in `failures`.
+                    break;
+                }
             }
         }
     }
+}
 
-    /// The event time for the next event in `partition`: now, but strictly
-    /// after the previous one (microsecond precision, as ce_time carries it).
-    fn next_event_time(&mut self, partition: u32) -> DateTime<Utc> {
-        let now = self.clock.now();
-        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        let time = match self.last_time.get(&partition) {
-            Some(last) if *last >= now => *last + chrono::Duration::microseconds(1),
-            _ => now,
-        };
-        self.last_time.insert(partition, time);
-        time
+/// A poll's records split by partition, each in offset order.
+fn by_partition(records: Vec<StoredRecord>) -> BTreeMap<u32, Vec<StoredRecord>> {
+    let mut split: BTreeMap<u32, Vec<StoredRecord>> = BTreeMap::new();
+    for record in records {
+        split.entry(record.partition).or_default().push(record);
     }
+    split
 }
 
 /// Brings the local state of one commands partition up to the group's

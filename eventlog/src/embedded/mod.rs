@@ -68,14 +68,15 @@ struct Shared {
     committed: watch::Receiver<u64>,
     /// Turns true once the writer has flushed and released the database.
     closed: watch::Receiver<bool>,
-    /// One open transaction at a time (one transactional producer).
-    transaction: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The embedded log. Cheap to clone; all clones share one database.
 #[derive(Debug, Clone)]
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
+    /// One open transaction at a time per handle (its transactional
+    /// producer); each lane has its own.
+    transaction: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn lock_error<T>(_: T) -> LogError {
@@ -143,10 +144,10 @@ impl EmbeddedLog {
             writes,
             committed,
             closed,
-            transaction: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok(Self {
             shared: Arc::new(shared),
+            transaction: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -383,8 +384,18 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError> {
-        let guard = self.shared.transaction.clone().lock_owned().await;
+        let guard = self.transaction.clone().lock_owned().await;
         Ok(Box::new(EmbeddedTransaction::new(self.clone(), guard)))
+    }
+
+    fn lane(&self, _lane: &str) -> Arc<dyn EventLog> {
+        // Lanes of one database never conflict: each transaction holds
+        // the partitions it writes, and the writer folds concurrent
+        // commits into one flush.
+        Arc::new(Self {
+            shared: self.shared.clone(),
+            transaction: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     async fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {

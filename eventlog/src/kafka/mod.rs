@@ -121,6 +121,8 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
 #[derive(Clone)]
 pub struct KafkaLog {
     inner: Arc<Inner>,
+    /// This handle's transactional producer; each lane has its own.
+    transactional: Arc<tokio::sync::Mutex<TransactionalProducer>>,
 }
 
 struct Inner {
@@ -135,7 +137,6 @@ struct Inner {
     /// The live member of each group this handle joined: its group metadata
     /// (generation) goes into transactions, so a stale member is fenced.
     members: Mutex<HashMap<String, Weak<consumer::Reader>>>,
-    transactional: Arc<tokio::sync::Mutex<TransactionalProducer>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -201,8 +202,8 @@ impl KafkaLog {
                 partitions: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 members: Mutex::new(HashMap::new()),
-                transactional,
             }),
+            transactional,
         })
     }
 
@@ -471,20 +472,23 @@ impl EventLog for KafkaLog {
     }
 
     async fn init_transactions(&self) -> Result<(), LogError> {
-        self.inner
-            .transactional
-            .lock()
-            .await
-            .ready()
-            .await
-            .map(|_| ())
+        self.transactional.lock().await.ready().await.map(|_| ())
     }
 
     async fn begin(&self) -> Result<Box<dyn LogTransaction>, LogError> {
-        let guard = self.inner.transactional.clone().lock_owned().await;
+        let guard = self.transactional.clone().lock_owned().await;
         Ok(Box::new(
             KafkaTransaction::begin(self.clone(), guard).await?,
         ))
+    }
+
+    fn lane(&self, lane: &str) -> Arc<dyn EventLog> {
+        let mut config = self.inner.config.clone();
+        config.transactional_id = format!("{}.{lane}", config.transactional_id);
+        Arc::new(Self {
+            inner: self.inner.clone(),
+            transactional: Arc::new(tokio::sync::Mutex::new(TransactionalProducer::new(config))),
+        })
     }
 
     async fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
