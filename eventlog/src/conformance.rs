@@ -264,7 +264,7 @@ pub async fn lanes_have_transactions_open_at_once(log: &dyn EventLog, prefix: &s
         .await
         .expect("a second lane waited for the first lane's transaction")
         .unwrap();
-    let mut own = tokio::time::timeout(Duration::from_secs(10), log.begin())
+    let own = tokio::time::timeout(Duration::from_secs(10), log.begin())
         .await
         .expect("the handle waited for a lane's transaction")
         .unwrap();
