@@ -159,8 +159,10 @@ impl CommandGateway {
             partition: None,
             record,
         }]);
+        let mut appended_us = 0;
         let reply = async {
             append.await?;
+            appended_us = started.elapsed().as_micros() as u64;
             rx.await.map_err(|_| CommandsError::Stopped)
         };
         let reply = match tokio::time::timeout_at(deadline.into(), reply).await {
@@ -202,6 +204,8 @@ impl CommandGateway {
             correlation_id,
             trace_id,
             outcome,
+            appended_us,
+            answered_us = started.elapsed().as_micros() as u64,
             "command answered"
         );
         answer

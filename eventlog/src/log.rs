@@ -79,7 +79,14 @@ pub trait LogTransaction: Send + std::fmt::Debug {
     /// Sends records; returns where each will land if the transaction commits.
     async fn send(&mut self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError>;
 
-    /// Commits the records and the consumer positions atomically and durably.
+    /// Adds consumer positions to the transaction as soon as they are
+    /// known, so the log can register them while records are still being
+    /// sent (Kafka: send_offsets_to_transaction runs beside the sends).
+    /// They commit with everything else, or not at all.
+    async fn send_offsets(&mut self, offsets: Vec<GroupOffset>) -> Result<(), LogError>;
+
+    /// Commits the records and the consumer positions (those sent before
+    /// and `offsets`) atomically and durably.
     async fn commit(self: Box<Self>, offsets: Vec<GroupOffset>) -> Result<(), LogError>;
 
     /// Discards everything sent.

@@ -58,6 +58,8 @@ impl Lane {
         &mut self,
         records: Vec<StoredRecord>,
     ) -> Result<(), CommandsError> {
+        let started = std::time::Instant::now();
+        let commands = records.len();
         let mut next_offsets: BTreeMap<u32, u64> = BTreeMap::new();
         let mut touched = Touched::new();
         let mut decided = Vec::with_capacity(records.len());
@@ -73,7 +75,19 @@ impl Lane {
                 decision,
             });
         }
+        let decided_us = started.elapsed().as_micros() as u64;
+        let offsets = next_offsets
+            .iter()
+            .map(|(p, next)| GroupOffset {
+                group: self.topics.processor_group(),
+                partition: TopicPartition::new(&self.topics.commands, *p),
+                next_offset: *next,
+            })
+            .collect();
         let mut txn = self.log.begin().await?;
+        // The consumed offsets are known before anything is sent: Kafka
+        // registers them beside the sends instead of after them.
+        txn.send_offsets(offsets).await?;
         let positions = send_events(txn.as_mut(), &self.topics.events, &decided).await?;
         let replies = self.replies(&decided, positions, &mut touched).await?;
         // Orders that were never placed (rejected commands) get no snapshot.
@@ -84,18 +98,25 @@ impl Lane {
                 snapshot_record(&self.topics.snapshots, order_id, *partition, snapshot)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        txn.send(snapshots).await?;
-        txn.send(replies).await?;
-        let offsets = next_offsets
-            .iter()
-            .map(|(p, next)| GroupOffset {
-                group: self.topics.processor_group(),
-                partition: TopicPartition::new(&self.topics.commands, *p),
-                next_offset: *next,
-            })
-            .collect();
-        txn.commit(offsets).await?;
-        self.save_after_commit(&next_offsets, &touched)
+        // Snapshots and replies need the events' positions; they go in one
+        // send, one round trip after the events.
+        let mut rest = snapshots;
+        rest.extend(replies);
+        txn.send(rest).await?;
+        let sent_us = started.elapsed().as_micros() as u64;
+        txn.commit(vec![]).await?;
+        let committed_us = started.elapsed().as_micros() as u64;
+        self.save_after_commit(&next_offsets, &touched)?;
+        tracing::debug!(
+            partition = self.partition,
+            commands,
+            decided_us,
+            sent_us,
+            committed_us,
+            saved_us = started.elapsed().as_micros() as u64,
+            "lane batch committed"
+        );
+        Ok(())
     }
 
     /// The reply of every command, in one pass in command order: each

@@ -18,6 +18,8 @@ pub(crate) struct EmbeddedTransaction {
     writes: Vec<Write>,
     /// The next offset of each held partition before this transaction.
     held_from: HashMap<PartitionId, u64>,
+    /// Consumer positions given before the commit.
+    offsets: Vec<GroupOffset>,
     finished: bool,
 }
 
@@ -28,6 +30,7 @@ impl EmbeddedTransaction {
             _producer: producer,
             writes: Vec::new(),
             held_from: HashMap::new(),
+            offsets: Vec::new(),
             finished: false,
         }
     }
@@ -85,9 +88,16 @@ impl LogTransaction for EmbeddedTransaction {
         Ok(positions)
     }
 
+    async fn send_offsets(&mut self, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
+        self.offsets.extend(offsets);
+        Ok(())
+    }
+
     async fn commit(mut self: Box<Self>, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
         let mut writes = std::mem::take(&mut self.writes);
-        writes.extend(self.log.group_writes(&offsets)?);
+        let mut all = std::mem::take(&mut self.offsets);
+        all.extend(offsets);
+        writes.extend(self.log.group_writes(&all)?);
         let (done, outcome) = oneshot::channel();
         let submitted = self.log.submit(WriteRequest { writes, done });
         let result = match submitted {

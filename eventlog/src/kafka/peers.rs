@@ -39,7 +39,8 @@ fn producer(
         .set("acks", "all")
         .set("linger.ms", "2");
     if let Some(id) = transactional_id {
-        client.set("transactional.id", id);
+        // As the lanes' producers are configured.
+        client.set("transactional.id", id).set("linger.ms", "0");
     }
     client.create().map_err(kafka_error)
 }

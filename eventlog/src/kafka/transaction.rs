@@ -38,7 +38,9 @@ impl TransactionalProducer {
             .set("transactional.id", &self.config.transactional_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            // A lane hands over each send's records at once and then waits
+            // for them: lingering would only add to every round trip.
+            .set("linger.ms", "0")
             .set("transaction.timeout.ms", "60000")
             .set(
                 "message.timeout.ms",
@@ -57,6 +59,8 @@ pub(crate) struct KafkaTransaction {
     log: KafkaLog,
     producer: FutureProducer,
     state: OwnedMutexGuard<TransactionalProducer>,
+    /// send_offsets_to_transaction started early, running beside the sends.
+    offsets: Option<tokio::task::JoinHandle<Result<(), KafkaError>>>,
     finished: bool,
 }
 
@@ -96,12 +100,61 @@ impl KafkaTransaction {
             log,
             producer,
             state,
+            offsets: None,
             finished: false,
         })
     }
 
     fn timeout(&self) -> Duration {
         self.log.inner.config.timeout
+    }
+
+    /// Starts send_offsets_to_transaction on a blocking thread (it waits
+    /// for the group coordinator); the transaction's records keep flowing
+    /// meanwhile. Transactional calls never overlap: the next one first
+    /// awaits this (`await_offsets`).
+    fn start_offsets(
+        &self,
+        offsets: &[GroupOffset],
+    ) -> Result<Option<tokio::task::JoinHandle<Result<(), KafkaError>>>, LogError> {
+        let Some(group) = offsets.first().map(|o| o.group.clone()) else {
+            return Ok(None);
+        };
+        let mut list = TopicPartitionList::new();
+        for offset in offsets {
+            list.add_partition_offset(
+                &offset.partition.topic,
+                offset.partition.partition as i32,
+                Offset::Offset(offset.next_offset as i64),
+            )
+            .map_err(kafka_error)?;
+        }
+        let metadata = self.log.group_metadata(&group)?;
+        let (producer, timeout) = (self.producer.clone(), self.timeout());
+        Ok(Some(tokio::task::spawn_blocking(move || {
+            producer.send_offsets_to_transaction(&list, &metadata, timeout)
+        })))
+    }
+
+    async fn await_offsets(&mut self) -> Result<(), LogError> {
+        let Some(sending) = self.offsets.take() else {
+            return Ok(());
+        };
+        match sending.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.fail(error).await),
+            Err(error) => Err(LogError::Kafka(format!(
+                "send_offsets_to_transaction: {error}"
+            ))),
+        }
+    }
+
+    /// Waits for an early send_offsets_to_transaction whatever its outcome,
+    /// before an abort (transactional calls must not overlap).
+    async fn settle_offsets(&mut self) {
+        if let Some(sending) = self.offsets.take() {
+            let _ = sending.await;
+        }
     }
 
     /// Handles a failed transactional call the way librdkafka documents:
@@ -133,6 +186,7 @@ impl LogTransaction for KafkaTransaction {
             Ok(positions) => Ok(positions),
             Err(error) => {
                 // A failed send leaves the transaction unusable: abort it.
+                self.settle_offsets().await;
                 self.finished = true;
                 let (producer, timeout) = (self.producer.clone(), self.timeout());
                 if let Err(abort) = blocking(move || producer.abort_transaction(timeout)).await {
@@ -144,29 +198,17 @@ impl LogTransaction for KafkaTransaction {
         }
     }
 
+    async fn send_offsets(&mut self, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
+        self.await_offsets().await?;
+        self.offsets = self.start_offsets(&offsets)?;
+        Ok(())
+    }
+
     async fn commit(mut self: Box<Self>, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
         let timeout = self.timeout();
-        if let Some(group) = offsets.first().map(|o| o.group.clone()) {
-            let mut list = TopicPartitionList::new();
-            for offset in &offsets {
-                list.add_partition_offset(
-                    &offset.partition.topic,
-                    offset.partition.partition as i32,
-                    Offset::Offset(offset.next_offset as i64),
-                )
-                .map_err(kafka_error)?;
-            }
-            let metadata = self.log.group_metadata(&group)?;
-            let producer = self.producer.clone();
-            let sent = tokio::task::spawn_blocking(move || {
-                producer.send_offsets_to_transaction(&list, &metadata, timeout)
-            })
-            .await
-            .map_err(|e| LogError::Kafka(e.to_string()))?;
-            if let Err(error) = sent {
-                return Err(self.fail(error).await);
-            }
-        }
+        self.await_offsets().await?;
+        self.offsets = self.start_offsets(&offsets)?;
+        self.await_offsets().await?;
         for attempt in 0..3 {
             let producer = self.producer.clone();
             let committed = tokio::task::spawn_blocking(move || {
@@ -190,6 +232,7 @@ impl LogTransaction for KafkaTransaction {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), LogError> {
+        self.settle_offsets().await;
         self.finished = true;
         let (producer, timeout) = (self.producer.clone(), self.timeout());
         blocking(move || producer.abort_transaction(timeout)).await
