@@ -32,6 +32,7 @@ pub async fn start(
         assignment.push((tp.clone(), log.watermarks(&tp).await?.1));
     }
     let mut consumer = log.consumer().await?;
+    consumer.follow();
     consumer.assign(assignment).await?;
     Ok(tokio::spawn(async move {
         tokio::pin!(shutdown);

@@ -61,6 +61,7 @@ impl CommandGateway {
             assignment.push((tp, high));
         }
         let mut replies = log.consumer().await?;
+        replies.follow();
         replies.assign(assignment).await?;
         let gateway = Arc::new(Self {
             log,

@@ -114,6 +114,14 @@ pub trait LogConsumer: Send + std::fmt::Debug {
     /// The next offset this consumer will read from a partition.
     fn position(&self, partition: &TopicPartition) -> Option<u64>;
 
+    /// Marks this consumer as following the head of its partitions for as
+    /// long as it lives (a tailer: the reply router, the dispatcher, the
+    /// projection workers): at the end of its data `poll` keeps waiting for
+    /// its timeout instead of answering at once. Knowing the data has
+    /// ended costs a watermark query per partition on Kafka, which is
+    /// worth it only for reads that stop there (restore, folds, rebuilds).
+    fn follow(&mut self) {}
+
     /// Whether this consumer has its partitions: after `subscribe`, once
     /// the group has given it an assignment (possibly empty, when the
     /// group has more members than partitions) and while no rebalance

@@ -212,6 +212,7 @@ async fn run_once(
     }
     progress.positions.send_replace(positions);
     let mut consumer = log.consumer().await?;
+    consumer.follow();
     consumer.assign(assignment).await?;
     tokio::pin!(shutdown);
     let group = topics.projection_group(projection.name());

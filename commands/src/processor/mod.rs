@@ -85,6 +85,7 @@ impl CommandProcessor {
     ) -> Result<(Self, Box<dyn LogConsumer>), CommandsError> {
         config.status.set(ProcessorPhase::Joining);
         let mut consumer = log.consumer().await?;
+        consumer.follow();
         consumer
             .subscribe(&config.topics.processor_group(), &config.topics.commands)
             .await?;

@@ -69,6 +69,8 @@ pub(crate) struct KafkaConsumer {
     at_end: BTreeSet<TopicPartition>,
     /// Joined a consumer group (`subscribe`).
     member: bool,
+    /// Follows the head: never answers early at the end of its data.
+    following: bool,
 }
 
 impl Drop for KafkaConsumer {
@@ -108,6 +110,7 @@ impl KafkaConsumer {
             stale: BTreeMap::new(),
             at_end: BTreeSet::new(),
             member: false,
+            following: false,
         })
     }
 }
@@ -287,6 +290,14 @@ impl LogConsumer for KafkaConsumer {
                 // its end (its high watermark) and nothing came, answer now,
                 // not at the timeout. (The event comes once per arrival at
                 // the end, so an idle reader still waits.)
+                Ok(Err(KafkaError::PartitionEOF(_))) if self.following => {
+                    if out.is_empty() {
+                        wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        if wait.is_zero() {
+                            break;
+                        }
+                    }
+                }
                 Ok(Err(KafkaError::PartitionEOF(partition))) => {
                     if let Some(tp) = self
                         .assignment()
@@ -332,5 +343,9 @@ impl LogConsumer for KafkaConsumer {
 
     fn position(&self, tp: &TopicPartition) -> Option<u64> {
         self.positions.get(tp).copied()
+    }
+
+    fn follow(&mut self) {
+        self.following = true;
     }
 }
