@@ -175,7 +175,7 @@ fn open_projection(
 }
 
 /// This node's stable identity (created once per data directory): its
-/// transactional id and static group membership on Kafka.
+/// static group membership on Kafka.
 fn instance_id(dir: &Path) -> Result<String, ServeError> {
     let path = dir.join("instance-id");
     if let Ok(id) = std::fs::read_to_string(&path) {

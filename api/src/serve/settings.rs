@@ -23,7 +23,8 @@ pub enum Backend {
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub replication_factor: i32,
-    /// Defaults to `<prefix>.command-processor.<instance id of the data directory>`.
+    /// The prefix of the processor lanes' transactional ids (partition N's
+    /// lane is `<id>.pN`); defaults to `<prefix>.command-processor`.
     pub transactional_id: Option<String>,
     /// The processor group's session timeout (default 10 s): how long a
     /// dead node keeps its commands partitions before another takes them.

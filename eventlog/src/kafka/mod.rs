@@ -4,8 +4,9 @@
 //!   records land where the embedded backend and the Java client put them.
 //! - Plain appends: an idempotent producer with `acks=all`.
 //! - Transactions: one transactional producer per log handle
-//!   (`transactional.id` from the config); a second handle with the same id
-//!   fences the first, whose next commit fails as fatal.
+//!   (`transactional.id` from the config) and per lane (`EventLog::lane`:
+//!   `<id>.<lane>`); a second producer with the same id fences the first,
+//!   whose next commit fails as fatal.
 //! - Consumers: `read_committed`, manual assignment, no auto commit.
 //!
 //! Only this module knows rdkafka. It must never report a record as written
