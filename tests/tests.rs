@@ -26,5 +26,6 @@ mod restart;
 mod scale_out;
 mod schema_contract;
 mod trace_context;
+mod trace_flow;
 mod verify;
 mod write_to_read;

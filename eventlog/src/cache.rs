@@ -3,7 +3,7 @@
 //! stays bounded however much data the node holds. The log gets the
 //! largest share (every write and every projection's read passes through
 //! it), the state store a small one (one snapshot per order), and each of
-//! the three projections a sixth. A generation being rebuilt, or another
+//! the four projections an eighth. A generation being rebuilt, or another
 //! one opened for a `generation:` query, takes a projection's share too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +22,7 @@ pub enum CacheUse {
     Log,
     /// The command processor's state store: 1/8.
     State,
-    /// One projection's store: 1/6.
+    /// One projection's store: 1/8.
     Projection,
 }
 
@@ -42,7 +42,7 @@ pub fn bytes_for(usage: CacheUse) -> u64 {
     match usage {
         CacheUse::Log => total / 8 * 3,
         CacheUse::State => total / 8,
-        CacheUse::Projection => total / 6,
+        CacheUse::Projection => total / 8,
     }
 }
 
@@ -55,7 +55,7 @@ mod tests {
         let total = DEFAULT_CACHE_BYTES;
         let sum = bytes_for(CacheUse::Log)
             + bytes_for(CacheUse::State)
-            + 3 * bytes_for(CacheUse::Projection);
+            + 4 * bytes_for(CacheUse::Projection);
         assert!(sum <= total && sum > total - 16, "{sum} of {total}");
         set_budget(1);
         assert_eq!(budget(), MIN_CACHE_BYTES);

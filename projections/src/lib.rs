@@ -13,6 +13,7 @@ pub mod history;
 pub mod registry;
 pub mod serving;
 pub mod store;
+pub mod trace;
 pub mod worker;
 
 pub use registry::{all, named, names};

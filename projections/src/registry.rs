@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::worker::Projection;
-use crate::{customer, finance, history};
+use crate::{customer, finance, history, trace};
 
 /// Every projection, in order.
 pub fn all() -> Vec<Arc<dyn Projection>> {
@@ -12,6 +12,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(history::History),
         Arc::new(customer::Customer),
         Arc::new(finance::Finance),
+        Arc::new(trace::Trace),
     ]
 }
 
@@ -25,7 +26,7 @@ pub fn named(name: &str) -> Option<Arc<dyn Projection>> {
     all().into_iter().find(|p| p.name() == name)
 }
 
-/// "history, customer or finance": for messages that list the choices.
+/// "history, customer, finance or trace": for messages that list the choices.
 pub fn names_listed(last: &str) -> String {
     listed(&names(), last)
 }
@@ -46,11 +47,11 @@ mod tests {
     #[test]
     fn every_projection_is_found_by_its_name_and_listed_once() {
         let names = names();
-        assert_eq!(names, ["history", "customer", "finance"]);
+        assert_eq!(names, ["history", "customer", "finance", "trace"]);
         for name in &names {
             assert_eq!(named(name).map(|p| p.name()), Some(*name));
         }
         assert!(named("nope").is_none());
-        assert_eq!(names_listed("or"), "history, customer or finance");
+        assert_eq!(names_listed("or"), "history, customer, finance or trace");
     }
 }

@@ -1,4 +1,4 @@
-//! `orderstore bench rebuild`: how fast all three projections rebuild from N
+//! `orderstore bench rebuild`: how fast every projection rebuilds from N
 //! events, against two raw peers measured in the same run on the same data:
 //! a raw consumer reading the events topic (no decoding), and raw sled
 //! ingest of rows of the same number and size into the same trees, in the
@@ -22,9 +22,9 @@ use projections::ProjectionStore;
 use projections::serving::rebuild::{rebuild_into, RebuildError};
 
 /// Rows the projections write per event, on average: history 2 (the event
-/// and the order's state), customer 2 (order row and customer row),
-/// finance about 1.
-const ROWS_PER_EVENT: usize = 5;
+/// and the order's state), customer 2 (order row and customer row), finance
+/// about 1, trace 1.
+const ROWS_PER_EVENT: usize = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchReport {

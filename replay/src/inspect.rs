@@ -1,5 +1,6 @@
 //! `orderstore inspect`: an order's state at a time and the events that made
-//! it, or what changed between two times, folded from the log itself.
+//! it, or what changed between two times, folded from the log itself; or a
+//! flow's events under one correlation id, from the trace read model.
 //! Readable tables for people, JSON for scripts.
 
 use chrono::{DateTime, Utc};
@@ -253,5 +254,62 @@ pub fn diff_json(order_id: &str, before: &FoldedOrder, after: &FoldedOrder) -> V
         "orderId": order_id,
         "changes": changes,
         "events": between(before, after).iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+const TRACE_HEADER: [&str; 7] = [
+    "time",
+    "order",
+    "type",
+    "seq",
+    "position",
+    "causation id",
+    "summary",
+];
+
+/// `inspect trace <correlation id>` as a table: the flow's events across
+/// orders, in the flow's order.
+pub fn trace_text(correlation_id: &str, at: DateTime<Utc>, events: &[LoggedEvent]) -> String {
+    if events.is_empty() {
+        return format!(
+            "no event carries correlation id {correlation_id} at {}\n",
+            format_time(&at)
+        );
+    }
+    let orders: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e.event.envelope.subject.as_str())
+        .collect();
+    let mut out = format!(
+        "correlation id {correlation_id} at {}: {} events across {} orders\n\n",
+        format_time(&at),
+        events.len(),
+        orders.len()
+    );
+    let rows: Vec<[String; 7]> = events
+        .iter()
+        .map(|logged| {
+            let e = &logged.event.envelope;
+            [
+                format_time(&e.time),
+                e.subject.clone(),
+                logged.event.event.event_type().name().to_owned(),
+                e.sequence.to_string(),
+                format!("{}:{}", logged.partition, logged.offset),
+                e.causation_id.clone(),
+                summary(&logged.event.event),
+            ]
+        })
+        .collect();
+    out += &table(TRACE_HEADER, &rows);
+    out
+}
+
+/// `inspect trace <correlation id> --json`.
+pub fn trace_json(correlation_id: &str, at: DateTime<Utc>, events: &[LoggedEvent]) -> Value {
+    json!({
+        "correlationId": correlation_id,
+        "at": format_time(&at),
+        "events": events.iter().map(event_json).collect::<Vec<_>>(),
     })
 }

@@ -41,7 +41,7 @@ pub enum Commands {
 pub enum DlqCommand {
     /// Every dead letter, oldest position first.
     List {
-        /// history, customer or finance (default: all three).
+        /// history, customer, finance or trace (default: all four).
         #[arg(long)]
         projection: Option<String>,
         #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
@@ -203,6 +203,20 @@ pub enum InspectCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Every event under one correlation id, across orders, in event-time
+    /// order (ties: partition, then offset), at a time (default now).
+    Trace {
+        correlation_id: String,
+        /// RFC 3339 time, e.g. 2026-11-27T09:30:00Z.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// The fields that changed between two times, and the events in between.
     Diff {
         id: String,
@@ -226,7 +240,7 @@ pub enum ReplayCommand {
     /// directory it does the work (the API keeps answering and switches when
     /// the new generation has caught up); otherwise it runs here.
     Rebuild {
-        /// history, customer, finance or all.
+        /// history, customer, finance, trace or all.
         projection: String,
         /// Build a generation frozen at this time, beside the served one (no switch).
         #[arg(long)]
@@ -244,7 +258,7 @@ pub enum ReplayCommand {
     /// running server catches it up with the log first; otherwise the switch
     /// takes effect when `serve` starts (and catches up then).
     Switch {
-        /// history, customer or finance.
+        /// history, customer, finance or trace.
         projection: String,
         /// The generation to serve (its number, as in v<N>).
         generation: u32,
@@ -257,7 +271,7 @@ pub enum ReplayCommand {
     /// generation's checkpoints and compare them entry by entry; exit code 1
     /// on any difference. A running server owning the data directory does it.
     Verify {
-        /// history, customer, finance or all.
+        /// history, customer, finance, trace or all.
         projection: String,
         #[command(flatten)]
         log: LogArgs,
@@ -311,7 +325,7 @@ pub struct ServeArgs {
     pub session_timeout_ms: Option<u64>,
     /// The sled page-cache budget of this node in MiB, shared out to the
     /// embedded log (3/8), the command processor's state store (1/8) and
-    /// each projection (1/6): what bounds its memory however many orders it
+    /// each projection (1/8): what bounds its memory however many orders it
     /// holds. More serves more reads from memory.
     #[arg(long, default_value_t = 512, env = "ORDERSTORE_CACHE_MB",
           value_parser = clap::value_parser!(u64).range(16..=1_048_576))]

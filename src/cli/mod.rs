@@ -169,6 +169,20 @@ async fn inspect(command: InspectCommand) -> anyhow::Result<ExitCode> {
             let ops = operations(log.location(), &server).await;
             print::inspection(&ops.inspect_order(&id, at).await?, json)?;
         }
+        InspectCommand::Trace {
+            correlation_id,
+            at,
+            json,
+            log,
+            server,
+        } => {
+            anyhow::ensure!(
+                projections::trace::valid_correlation_id(&correlation_id),
+                "a correlation id is 1 to 128 visible ASCII characters"
+            );
+            let ops = operations(log.location(), &server).await;
+            print::inspection(&ops.inspect_trace(&correlation_id, at).await?, json)?;
+        }
         InspectCommand::Diff {
             id,
             from,

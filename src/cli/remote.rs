@@ -231,6 +231,19 @@ impl Operations for RemoteOperations {
         .await
     }
 
+    async fn inspect_trace(
+        &self,
+        correlation_id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Inspection, OpsError> {
+        self.ask(
+            "query($id: String!, $at: DateTime) { inspectTrace(correlationId: $id, at: $at) { text json } }",
+            json!({ "id": correlation_id, "at": at }),
+            "inspectTrace",
+        )
+        .await
+    }
+
     async fn verify_snapshots(&self) -> Result<SnapshotVerification, OpsError> {
         self.ask(
             "{ verifySnapshots { orders snapshots undecodable differences } }",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Object, Result, ID};
 use chrono::{DateTime, Utc};
 use domain::Currency;
-use projections::{customer, finance, history};
+use projections::{customer, finance, history, trace};
 
 use crate::error::ApiError;
 use crate::schema::customer::Customer;
@@ -101,6 +101,46 @@ impl Query {
         }
         let page_info = PageInfo {
             has_next_page: remaining.peek().is_some(),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        };
+        Ok(EventConnection { edges, page_info })
+    }
+
+    /// Every event carrying this correlation id, across orders, in
+    /// event-time order (ties: partition, then offset).
+    async fn trace(
+        &self,
+        ctx: &Context<'_>,
+        correlation_id: String,
+        as_of: Option<DateTime<Utc>>,
+        #[graphql(default = 100)] first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<EventConnection> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        let correlation_id = inputs::correlation_id("correlationId", &correlation_id)?;
+        let first = page_size("first", first, 100)?;
+        if after.as_deref().is_some_and(|a| !trace::is_cursor(a)) {
+            return Err(ApiError::invalid("after", "not a cursor from this connection").into());
+        }
+        let trace = state.read_model(trace::NAME, None, None).await?;
+        let page = trace::events(
+            &trace.store,
+            &correlation_id,
+            at(as_of),
+            after.as_deref(),
+            first,
+        )
+        .map_err(ApiError::internal)?;
+        let edges: Vec<EventEdge> = page
+            .events
+            .iter()
+            .map(|(cursor, event, partition, offset)| EventEdge {
+                cursor: cursor.clone(),
+                node: Event::from_recorded(event, *partition, *offset),
+            })
+            .collect();
+        let page_info = PageInfo {
+            has_next_page: page.has_next_page,
             end_cursor: edges.last().map(|e| e.cursor.clone()),
         };
         Ok(EventConnection { edges, page_info })
@@ -242,6 +282,23 @@ impl Query {
             replay::ops::inspect_order(state.log.as_ref(), &state.topics, &order_id, at)
                 .await
                 .map_err(ApiError::from)?;
+        Ok(Inspection::from(inspection))
+    }
+
+    /// Admin: every event under one correlation id, across orders, in the
+    /// flow's order, at `at` (default now), as `inspect trace` prints it.
+    async fn inspect_trace(
+        &self,
+        ctx: &Context<'_>,
+        correlation_id: String,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Inspection> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let correlation_id = inputs::correlation_id("correlationId", &correlation_id)?;
+        let trace = state.read_model(trace::NAME, None, None).await?;
+        let inspection = replay::ops::inspect_trace(&trace.store, &correlation_id, at)
+            .map_err(ApiError::from)?;
         Ok(Inspection::from(inspection))
     }
 

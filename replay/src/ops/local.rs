@@ -189,6 +189,15 @@ impl Operations for LocalOperations {
         super::inspect_diff(log.as_ref(), &self.location.topics(), order_id, from, to).await
     }
 
+    async fn inspect_trace(
+        &self,
+        correlation_id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Inspection, OpsError> {
+        let (_, store) = self.served(projections::trace::NAME)?;
+        super::inspect_trace(&store, correlation_id, at)
+    }
+
     async fn verify_snapshots(&self) -> Result<SnapshotVerification, OpsError> {
         let log = self.log().await?;
         super::verify_snapshots(log.as_ref(), &self.location.topics()).await

@@ -87,6 +87,15 @@ pub trait Operations: Send + Sync {
         to: DateTime<Utc>,
     ) -> Result<Inspection, OpsError>;
 
+    /// Every event under one correlation id, across orders, in the flow's
+    /// order, with time at or before `at` (default now), from the trace
+    /// read model.
+    async fn inspect_trace(
+        &self,
+        correlation_id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Inspection, OpsError>;
+
     async fn verify_snapshots(&self) -> Result<SnapshotVerification, OpsError>;
 
     async fn verify_projection(&self, name: &str) -> Result<ProjectionVerification, OpsError>;
@@ -181,6 +190,44 @@ pub async fn inspect_diff(
     Ok(Inspection {
         text: crate::inspect::diff_text(id, &before, &after),
         json: crate::inspect::diff_json(id, &before, &after),
+    })
+}
+
+/// A flow's events under one correlation id, from a trace store.
+pub fn inspect_trace(
+    store: &ProjectionStore,
+    correlation_id: &str,
+    at: Option<DateTime<Utc>>,
+) -> Result<Inspection, OpsError> {
+    if !projections::trace::valid_correlation_id(correlation_id) {
+        return Err(OpsError::Invalid(
+            "a correlation id is 1 to 128 visible ASCII characters".into(),
+        ));
+    }
+    let at = at.unwrap_or_else(Utc::now);
+    let mut events = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = projections::trace::events(store, correlation_id, at, after.as_deref(), 1000)?;
+        after = page.events.last().map(|(cursor, ..)| cursor.clone());
+        events.extend(
+            page.events
+                .into_iter()
+                .map(
+                    |(_, event, partition, offset)| crate::log_fold::LoggedEvent {
+                        partition,
+                        offset,
+                        event,
+                    },
+                ),
+        );
+        if !page.has_next_page {
+            break;
+        }
+    }
+    Ok(Inspection {
+        text: crate::inspect::trace_text(correlation_id, at, &events),
+        json: crate::inspect::trace_json(correlation_id, at, &events),
     })
 }
 
