@@ -270,6 +270,9 @@ async fn run_once(
         progress
             .positions
             .send_modify(|positions| positions.extend(checkpoints));
+        // Catching up, records are always there: let the node's other
+        // tasks run between batches.
+        tokio::task::yield_now().await;
     }
     store.flush().await?;
     committer.finish(&progress).await

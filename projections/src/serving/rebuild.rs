@@ -149,6 +149,11 @@ pub async fn rebuild_into(
             total,
             events_per_second: applied as f64 / elapsed,
         });
+        // A rebuild reads as fast as the log hands records over, and a
+        // consumer with records queued never makes it wait: give the
+        // runtime's threads back after each batch, or rebuilds running
+        // together starve the node's write path and API.
+        tokio::task::yield_now().await;
     }
     if until.is_none() {
         // Past the transaction markers the consumer stepped over, as the
