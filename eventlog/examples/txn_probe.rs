@@ -12,10 +12,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a probe: a panic is its error report
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -57,14 +57,9 @@ fn transaction(producer: &ThreadedProducer<Timestamped>, topic: &str, served: bo
     started.elapsed()
 }
 
-fn median_p90(mut times: Vec<Duration>) -> (Duration, Duration) {
-    times.sort();
-    (times[times.len() / 2], times[times.len() * 9 / 10])
-}
-
 #[tokio::main]
 async fn main() {
-    let bootstrap = std::env::var("ORDERSTORE_KAFKA").unwrap_or("127.0.0.1:9092".into());
+    let bootstrap = support::bootstrap();
     let mut args = std::env::args().skip(1).peekable();
     let rounds: usize = match args.peek().and_then(|a| a.parse().ok()) {
         Some(rounds) => {
@@ -73,19 +68,10 @@ async fn main() {
         }
         None => 5,
     };
-    let topic = format!("txn-probe-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let scratch =
+        support::ScratchTopic::create(&bootstrap, format!("txn-probe-{}", std::process::id()), 3)
+            .await;
+    let topic = scratch.name.clone();
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &bootstrap)
@@ -112,13 +98,10 @@ async fn main() {
             served.push(transaction(&producer, &topic, true));
         }
     }
-    let (plain, served) = (median_p90(plain), median_p90(served));
+    let (plain, served) = (support::median_p90(plain), support::median_p90(served));
     println!(
         "one transaction, 3 records: plain median {:?} p90 {:?}; served median {:?} p90 {:?}",
         plain.0, plain.1, served.0, served.1
     );
-    admin
-        .delete_topics(&[&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    scratch.delete().await;
 }

@@ -9,10 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a probe: a panic is its error report
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -91,32 +91,22 @@ fn once(
     }
 }
 
-fn median_p90(mut times: Vec<Duration>) -> (Duration, Duration) {
-    times.sort();
-    (times[times.len() / 2], times[times.len() * 9 / 10])
-}
-
 #[tokio::main]
 async fn main() {
-    let bootstrap = std::env::var("ORDERSTORE_KAFKA").unwrap_or("127.0.0.1:9092".into());
+    let bootstrap = support::bootstrap();
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let mut waits: Vec<u32> = args.filter_map(|a| a.parse().ok()).collect();
     if waits.is_empty() {
         waits = vec![50, 500];
     }
-    let topic = format!("visibility-probe-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
+    let scratch = support::ScratchTopic::create(
+        &bootstrap,
+        format!("visibility-probe-{}", std::process::id()),
+        1,
+    )
+    .await;
+    let topic = scratch.name.clone();
     let txn = producer(&bootstrap, Some(&topic));
     txn.init_transactions(Duration::from_secs(10)).unwrap();
     let plain = producer(&bootstrap, None);
@@ -134,14 +124,11 @@ async fn main() {
         }
     }
     for (wait, (txn, plain)) in waits.iter().zip(times) {
-        let (txn, plain) = (median_p90(txn), median_p90(plain));
+        let (txn, plain) = (support::median_p90(txn), support::median_p90(plain));
         println!(
             "fetch.wait.max.ms={wait}: transactional median {:?} p90 {:?}; plain median {:?} p90 {:?}",
             txn.0, txn.1, plain.0, plain.1
         );
     }
-    admin
-        .delete_topics(&[&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    scratch.delete().await;
 }

@@ -32,6 +32,14 @@ fn to(topic: &str, record: Record) -> OutgoingRecord {
     }
 }
 
+/// Every value a fresh reader gets from the start of a partition.
+async fn values_from_start(log: &dyn EventLog, tp: &TopicPartition) -> Vec<Vec<u8>> {
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
+    let read = consumer.poll(10, Duration::from_secs(10)).await.unwrap();
+    read.into_iter().map(|r| r.record.value.unwrap()).collect()
+}
+
 async fn topic(log: &dyn EventLog, name: String, partitions: u32, compacted: bool) -> String {
     log.create_topic(&TopicSpec {
         name: name.clone(),
@@ -231,14 +239,11 @@ pub async fn an_aborted_transaction_leaves_nothing(log: &dyn EventLog, prefix: &
         .await
         .unwrap();
     txn.commit(vec![]).await.unwrap();
-    let mut consumer = log.consumer().await.unwrap();
-    consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
-    let read = consumer.poll(10, Duration::from_secs(10)).await.unwrap();
-    let values: Vec<_> = read
-        .iter()
-        .map(|r| r.record.value.clone().unwrap())
-        .collect();
-    assert_eq!(values, vec![b"kept".to_vec()], "an aborted record was read");
+    assert_eq!(
+        values_from_start(log, &tp).await,
+        vec![b"kept".to_vec()],
+        "an aborted record was read"
+    );
 }
 
 /// Two lanes of one handle hold open transactions at the same time, each
@@ -264,26 +269,23 @@ pub async fn lanes_have_transactions_open_at_once(log: &dyn EventLog, prefix: &s
         .await
         .expect("a second lane waited for the first lane's transaction")
         .unwrap();
-    let own = tokio::time::timeout(Duration::from_secs(10), log.begin())
+    let mut own = tokio::time::timeout(Duration::from_secs(10), log.begin())
         .await
         .expect("the handle waited for a lane's transaction")
         .unwrap();
+    // Offsets given before the sends commit with the transaction, and go
+    // with it when it aborts.
+    own.send_offsets(vec![offset(0, 99)]).await.unwrap();
+    two.send_offsets(vec![offset(1, 5)]).await.unwrap();
     one.send(vec![on(0, "lane 0")]).await.unwrap();
     two.send(vec![on(1, "lane 1")]).await.unwrap();
     own.abort().await.unwrap();
-    two.commit(vec![offset(1, 5)]).await.unwrap();
+    two.commit(vec![]).await.unwrap();
     one.commit(vec![offset(0, 7)]).await.unwrap();
     for (partition, value, next) in [(0, "lane 0", 7), (1, "lane 1", 5)] {
         let tp = TopicPartition::new(&out, partition);
-        let mut consumer = log.consumer().await.unwrap();
-        consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
-        let read = consumer.poll(10, Duration::from_secs(10)).await.unwrap();
-        let values: Vec<_> = read
-            .iter()
-            .map(|r| r.record.value.clone().unwrap())
-            .collect();
         assert_eq!(
-            values,
+            values_from_start(log, &tp).await,
             vec![value.as_bytes().to_vec()],
             "partition {partition}"
         );

@@ -55,47 +55,82 @@ async fn an_unreachable_broker_is_a_clear_error_within_the_timeout() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_producer_whose_transactional_id_was_taken_over_cannot_commit() {
-    let id = unique("fencing");
-    let topic = unique("fenced");
-    let group = unique("fenced-group");
-    let first = connect(&id).await;
-    first
-        .create_topic(&TopicSpec {
-            name: topic.clone(),
-            partitions: 1,
-            compacted: false,
-            retention_ms: None,
-        })
-        .await
-        .unwrap();
-    let record = |value: &str| OutgoingRecord {
-        topic: topic.clone(),
-        partition: Some(0),
+async fn create_topic(log: &KafkaLog, name: &str, partitions: u32) {
+    log.create_topic(&TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        compacted: false,
+        retention_ms: None,
+    })
+    .await
+    .unwrap();
+}
+
+fn record(topic: &str, partition: u32, value: &str) -> OutgoingRecord {
+    OutgoingRecord {
+        topic: topic.to_owned(),
+        partition: Some(partition),
         record: Record {
             key: b"k".to_vec(),
             value: Some(value.as_bytes().to_vec()),
             headers: vec![],
             timestamp_ms: 1,
         },
-    };
-    let offsets = |next| {
-        vec![GroupOffset {
-            group: group.clone(),
-            partition: TopicPartition::new(&topic, 0),
-            next_offset: next,
-        }]
-    };
+    }
+}
+
+fn offsets(group: &str, topic: &str, partition: u32, next_offset: u64) -> Vec<GroupOffset> {
+    vec![GroupOffset {
+        group: group.to_owned(),
+        partition: TopicPartition::new(topic, partition),
+        next_offset,
+    }]
+}
+
+/// Every committed value of a partition, read from its start until a poll
+/// brings nothing.
+async fn values(log: &KafkaLog, topic: &str, partition: u32) -> Vec<String> {
+    let mut consumer = log.consumer().await.unwrap();
+    consumer
+        .assign(vec![(TopicPartition::new(topic, partition), 0)])
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    loop {
+        let batch = consumer.poll(10, Duration::from_secs(3)).await.unwrap();
+        if batch.is_empty() {
+            return values;
+        }
+        values.extend(
+            batch
+                .into_iter()
+                .map(|r| String::from_utf8(r.record.value.unwrap()).unwrap()),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_whose_transactional_id_was_taken_over_cannot_commit() {
+    let id = unique("fencing");
+    let topic = unique("fenced");
+    let group = unique("fenced-group");
+    let first = connect(&id).await;
+    create_topic(&first, &topic, 1).await;
 
     let mut zombie = first.begin().await.unwrap();
-    zombie.send(vec![record("from the zombie")]).await.unwrap();
+    zombie
+        .send(vec![record(&topic, 0, "from the zombie")])
+        .await
+        .unwrap();
     // A new owner with the same transactional.id starts: the old producer is fenced.
     let second = connect(&id).await;
     let mut owner = second.begin().await.unwrap();
-    owner.send(vec![record("from the owner")]).await.unwrap();
-    owner.commit(offsets(1)).await.unwrap();
-    let refused = zombie.commit(offsets(99)).await;
+    owner
+        .send(vec![record(&topic, 0, "from the owner")])
+        .await
+        .unwrap();
+    owner.commit(offsets(&group, &topic, 0, 1)).await.unwrap();
+    let refused = zombie.commit(offsets(&group, &topic, 0, 99)).await;
     assert!(refused.is_err(), "a fenced producer committed");
     assert_eq!(
         second
@@ -104,26 +139,8 @@ async fn a_producer_whose_transactional_id_was_taken_over_cannot_commit() {
             .unwrap(),
         Some(1)
     );
-
-    let mut consumer = second.consumer().await.unwrap();
-    consumer
-        .assign(vec![(TopicPartition::new(&topic, 0), 0)])
-        .await
-        .unwrap();
-    let mut values = Vec::new();
-    loop {
-        let batch = consumer.poll(10, Duration::from_secs(3)).await.unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        values.extend(
-            batch
-                .into_iter()
-                .map(|r| String::from_utf8(r.record.value.unwrap()).unwrap()),
-        );
-    }
     assert_eq!(
-        values,
+        values(&second, &topic, 0).await,
         vec!["from the owner"],
         "only the owner's records are visible"
     );
@@ -138,47 +155,25 @@ async fn claiming_a_lane_fences_only_that_lanes_previous_writer() {
     let topic = unique("lanes");
     let group = unique("lanes-group");
     let old_node = connect(&id).await;
-    old_node
-        .create_topic(&TopicSpec {
-            name: topic.clone(),
-            partitions: 2,
-            compacted: false,
-            retention_ms: None,
-        })
-        .await
-        .unwrap();
-    let record = |partition, value: &str| OutgoingRecord {
-        topic: topic.clone(),
-        partition: Some(partition),
-        record: Record {
-            key: b"k".to_vec(),
-            value: Some(value.as_bytes().to_vec()),
-            headers: vec![],
-            timestamp_ms: 1,
-        },
-    };
-    let offsets = |partition, next| {
-        vec![GroupOffset {
-            group: group.clone(),
-            partition: TopicPartition::new(&topic, partition),
-            next_offset: next,
-        }]
-    };
+    create_topic(&old_node, &topic, 2).await;
     let (old_p0, old_p1) = (old_node.lane("p0"), old_node.lane("p1"));
     let mut zombie = old_p0.begin().await.unwrap();
-    zombie.send(vec![record(0, "old p0")]).await.unwrap();
+    zombie
+        .send(vec![record(&topic, 0, "old p0")])
+        .await
+        .unwrap();
     let mut kept = old_p1.begin().await.unwrap();
-    kept.send(vec![record(1, "old p1")]).await.unwrap();
+    kept.send(vec![record(&topic, 1, "old p1")]).await.unwrap();
 
     // A new node takes partition 0 over: it claims lane p0 only.
     let new_node = connect(&id).await;
     let new_p0 = new_node.lane("p0");
     new_p0.init_transactions().await.unwrap();
     let mut owner = new_p0.begin().await.unwrap();
-    owner.send(vec![record(0, "new p0")]).await.unwrap();
-    owner.commit(offsets(0, 1)).await.unwrap();
+    owner.send(vec![record(&topic, 0, "new p0")]).await.unwrap();
+    owner.commit(offsets(&group, &topic, 0, 1)).await.unwrap();
 
-    let refused = zombie.commit(offsets(0, 99)).await;
+    let refused = zombie.commit(offsets(&group, &topic, 0, 99)).await;
     assert!(
         matches!(
             refused,
@@ -186,20 +181,15 @@ async fn claiming_a_lane_fences_only_that_lanes_previous_writer() {
         ),
         "the old writer of lane p0 committed: {refused:?}"
     );
-    kept.commit(offsets(1, 3)).await.unwrap();
+    kept.commit(offsets(&group, &topic, 1, 3)).await.unwrap();
 
     for (partition, expected, next) in [(0, "new p0", 1), (1, "old p1", 3)] {
         let tp = TopicPartition::new(&topic, partition);
         assert_eq!(new_node.committed(&group, &tp).await.unwrap(), Some(next));
-        let mut consumer = new_node.consumer().await.unwrap();
-        consumer.assign(vec![(tp, 0)]).await.unwrap();
-        let values: Vec<String> = consumer
-            .poll(10, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| String::from_utf8(r.record.value.unwrap()).unwrap())
-            .collect();
-        assert_eq!(values, vec![expected], "partition {partition}");
+        assert_eq!(
+            values(&new_node, &topic, partition).await,
+            vec![expected],
+            "partition {partition}"
+        );
     }
 }

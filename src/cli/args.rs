@@ -86,7 +86,7 @@ pub enum DlqCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Rebuild all three projections from N generated events on the embedded
+    /// Rebuild every registered projection from N generated events on the embedded
     /// log (or Kafka), against a raw consumer and raw sled ingest of the same size.
     Rebuild {
         #[arg(long, default_value_t = 1_000_000)]
