@@ -58,14 +58,8 @@ fn members(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
-/// What of `../shared/schema-next.graphql` (additions that come with later
-/// issues) is built so far: a type with no field names joins the contract
-/// whole, otherwise those fields (with their arguments) do. The rest of
-/// that file (`sinks`, `SinkStatus`) comes with the sinks.
-const BUILT_FROM_NEXT: &[(&str, &[&str])] = &[("Event", &[]), ("Query", &["trace"])];
-
-/// The contract's members: `../shared/schema.graphql`, and what is built
-/// of `../shared/schema-next.graphql` (its `extend type`s add members).
+/// The contract's members: `../shared/schema.graphql` and
+/// `../shared/schema-next.graphql` (its `extend type`s add members).
 pub fn contract_members() -> BTreeMap<String, BTreeMap<String, String>> {
     let read = |file: &str| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,15 +69,9 @@ pub fn contract_members() -> BTreeMap<String, BTreeMap<String, String>> {
             .unwrap_or_else(|e| panic!("the contract {} is missing: {e}", path.display()))
     };
     let mut contract = members(&read("schema.graphql"));
+    // All of it is built now: trace, sinks, SinkStatus, the trace context.
     for (type_name, added) in members(&read("schema-next.graphql")) {
-        let Some((_, fields)) = BUILT_FROM_NEXT.iter().find(|(t, _)| *t == type_name) else {
-            continue;
-        };
-        let built = added.into_iter().filter(|(member, _)| {
-            let field = member.split('(').next().unwrap_or(member);
-            fields.is_empty() || fields.contains(&field)
-        });
-        contract.entry(type_name).or_default().extend(built);
+        contract.entry(type_name).or_default().extend(added);
     }
     contract
 }

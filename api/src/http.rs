@@ -30,9 +30,9 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_BATCH: usize = 16;
 
 #[derive(Clone)]
-struct Http {
+pub(crate) struct Http {
     schemas: Schemas,
-    state: Arc<AppState>,
+    pub(crate) state: Arc<AppState>,
     auth_token: Option<Arc<str>>,
 }
 
@@ -48,6 +48,7 @@ pub fn router(schemas: Schemas, state: Arc<AppState>, auth_token: Option<String>
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route_service("/graphql/ws", GraphQLSubscription::new(schema))
         .route("/metrics", get(metrics))
+        .route("/export", get(crate::export::export))
         .layer(middleware::from_fn_with_state(http.clone(), authorize));
     Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -289,6 +290,11 @@ async fn metrics(State(http): State<Http>, headers: HeaderMap) -> Response {
             state
                 .metrics
                 .set_dead_letters(handle.name, letters.len(), age);
+        }
+    }
+    for sink in &state.sinks {
+        if let Ok(status) = crate::state::sink_status(state, sink).await {
+            state.metrics.sinks.set(&status);
         }
     }
     // OpenMetrics for those who ask for it (Prometheus does); the classic

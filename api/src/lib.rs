@@ -7,6 +7,7 @@
 //! command before its reply, and never block a request without a bound.
 
 pub mod error;
+pub mod export;
 pub mod graphql_http;
 pub mod http;
 pub mod live;

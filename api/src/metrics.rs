@@ -23,6 +23,11 @@ pub struct PartitionLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -41,6 +46,75 @@ pub struct Metrics {
     pub generation: Family<ProjectionLabel, Gauge>,
     pub rebuild_applied: Family<ProjectionLabel, Gauge>,
     pub rebuild_total: Family<ProjectionLabel, Gauge>,
+    pub sinks: SinkMetrics,
+}
+
+/// Per sink (`serve --sink`): lag, deliveries, retries, parked events.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    pub lag_events: Family<SinkLabel, Gauge>,
+    pub lag_seconds: Family<SinkLabel, Gauge<f64, AtomicU64>>,
+    pub delivered: Family<SinkLabel, Counter>,
+    pub retries: Family<SinkLabel, Counter>,
+    pub retrying: Family<SinkLabel, Gauge>,
+    pub parked: Family<SinkLabel, Gauge>,
+}
+
+impl SinkMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sink_lag_events",
+            "Events in the log the sink's receiver has not acknowledged",
+            self.lag_events.clone(),
+        );
+        registry.register(
+            "sink_lag_seconds",
+            "Age of the oldest event the sink's receiver has not acknowledged",
+            self.lag_seconds.clone(),
+        );
+        registry.register(
+            "sink_delivered_events",
+            "Events the receiver acknowledged (rate() gives events/s)",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "sink_retries",
+            "Requests retried after a 408, 429, 5xx, timeout or transport error",
+            self.retries.clone(),
+        );
+        registry.register(
+            "sink_retrying_orders",
+            "Orders whose next event waits for a retry",
+            self.retrying.clone(),
+        );
+        registry.register(
+            "sink_parked_events",
+            "Events parked after a refusal (sink list shows them)",
+            self.parked.clone(),
+        );
+    }
+
+    pub fn set(&self, status: &projections::sinks::SinkStatus) {
+        let label = SinkLabel {
+            sink: status.name.clone(),
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.lag_events.get_or_create(&label).set(gauge(status.lag));
+        self.lag_seconds
+            .get_or_create(&label)
+            .set(status.lag_seconds);
+        for (counter, value) in [
+            (&self.delivered, status.delivered),
+            (&self.retries, status.retries),
+        ] {
+            let counter = counter.get_or_create(&label);
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+        self.retrying
+            .get_or_create(&label)
+            .set(gauge(status.retrying));
+        self.parked.get_or_create(&label).set(gauge(status.parked));
+    }
 }
 
 impl Default for Metrics {
@@ -113,8 +187,11 @@ impl Default for Metrics {
             "Events the running rebuild has to apply (0 when none runs)",
             rebuild_total.clone(),
         );
+        let sinks = SinkMetrics::default();
+        sinks.register(&mut registry);
         Self {
             registry,
+            sinks,
             command_latency,
             commands,
             lag_events,

@@ -43,6 +43,25 @@ pub struct AppState {
     pub consistency_timeout: Duration,
     /// This node's command processor, when it runs one (readiness).
     pub processor: Option<Arc<commands::ProcessorStatus>>,
+    /// The CloudEvents HTTP sinks of this node (`serve --sink`).
+    pub sinks: Vec<Arc<projections::sinks::Sink>>,
+}
+
+/// A sink's status, with its lag measured now.
+pub async fn sink_status(
+    state: &AppState,
+    sink: &projections::sinks::Sink,
+) -> Result<projections::sinks::SinkStatus, ApiError> {
+    let lag = projections::serving::lag::lag_of(
+        state.log.as_ref(),
+        &state.topics,
+        &format!("sink {}", sink.name()),
+        sink.progress(),
+        &state.lag_probes,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    sink.status(&lag).map_err(ApiError::internal)
 }
 
 impl AppState {
@@ -103,4 +122,27 @@ impl CommandHeaders {
         let (trace_id, span_id) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
         domain::TraceContext::fresh(trace_id.as_u128(), span_id.as_u64_pair().0)
     }
+}
+
+/// The sink called `name`, or a NOT_FOUND error on `field`.
+pub fn sink_named<'a>(
+    state: &'a AppState,
+    name: &str,
+    field: &str,
+) -> Result<&'a Arc<projections::sinks::Sink>, ApiError> {
+    state
+        .sinks
+        .iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = state.sinks.iter().map(|s| s.name()).collect();
+            ApiError::not_found(format!(
+                "{field}: no sink is named {name:?} (this node has: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
 }

@@ -46,6 +46,11 @@ impl Topics {
         format!("{}.projection.{projection}", self.prefix)
     }
 
+    /// The consumer group a sink's checkpoints are committed to (for lag tooling only).
+    pub fn sink_group(&self, sink: &str) -> String {
+        format!("{}.sink.{sink}", self.prefix)
+    }
+
     /// Every topic the write side needs, with `partitions` for each.
     pub fn write_side(&self, partitions: u32) -> Vec<TopicSpec> {
         let spec = |name: &String, compacted, retention_ms| TopicSpec {

@@ -275,6 +275,39 @@ impl RecordedEvent {
         }
     }
 
+    /// The CloudEvents HTTP binding's binary content mode: every attribute
+    /// and extension as a `ce-` header (the same ones, with the same
+    /// values, as `to_cloudevent_json`), and the data as the JSON body
+    /// (`content-type: application/json`).
+    pub fn to_http_binary(&self) -> (Vec<(&'static str, String)>, Vec<u8>) {
+        let e = &self.envelope;
+        let mut headers = vec![
+            ("ce-specversion", SPEC_VERSION.to_owned()),
+            ("ce-id", e.id.clone()),
+            ("ce-source", e.source.clone()),
+            ("ce-type", e.event_type.clone()),
+            ("ce-time", format_time(&e.time)),
+            ("ce-subject", e.subject.clone()),
+            ("ce-correlationid", e.correlation_id.clone()),
+            ("ce-causationid", e.causation_id.clone()),
+            ("ce-sequence", e.sequence.to_string()),
+            (
+                "ce-schemaversion",
+                codec::current_version(self.event.event_type()).to_string(),
+            ),
+            ("ce-partitionkey", e.partition_key.clone()),
+            ("content-type", "application/json".to_owned()),
+        ];
+        if let Some(trace) = &e.trace {
+            headers.push(("ce-traceparent", trace.traceparent.clone()));
+            if let Some(state) = &trace.tracestate {
+                headers.push(("ce-tracestate", state.clone()));
+            }
+        }
+        let body = codec::event_data_json(&self.event).to_string().into_bytes();
+        (headers, body)
+    }
+
     /// The structured CloudEvents JSON form (`application/cloudevents+json`),
     /// with the data as JSON in the current (upcast) shape.
     pub fn to_cloudevent_json(&self) -> Value {

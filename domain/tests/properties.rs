@@ -339,6 +339,25 @@ proptest! {
     }
 
     #[test]
+    fn the_http_binary_mode_carries_what_the_structured_form_does(event in order_event(), sequence in 1u64..u64::MAX, micros in 0i64..4_000_000_000_000_000) {
+        let (_, original) = recorded_event(event, sequence, micros);
+        let json = original.to_cloudevent_json();
+        let (headers, body) = original.to_http_binary();
+        let mut attributes = 0;
+        for (name, value) in &headers {
+            if let Some(attribute) = name.strip_prefix("ce-") {
+                prop_assert_eq!(json[attribute].as_str(), Some(value.as_str()), "{}", name);
+                attributes += 1;
+            }
+        }
+        // Every attribute but the content type (a header of its own) and the data.
+        let object = json.as_object().unwrap();
+        prop_assert_eq!(attributes, object.len() - 2);
+        prop_assert!(headers.contains(&("content-type", "application/json".to_owned())));
+        prop_assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap(), json["data"].clone());
+    }
+
+    #[test]
     fn arbitrary_headers_never_panic_the_envelope_reader(
         headers in prop::collection::vec(("ce_[a-z]{2,14}|content-type", prop::collection::vec(any::<u8>(), 0..40)), 0..14)
     ) {

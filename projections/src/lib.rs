@@ -12,6 +12,7 @@ pub mod finance;
 pub mod history;
 pub mod registry;
 pub mod serving;
+pub mod sinks;
 pub mod store;
 pub mod trace;
 pub mod worker;

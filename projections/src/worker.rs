@@ -127,6 +127,13 @@ impl Progress {
         self.positions.borrow().clone()
     }
 
+    /// Records that `partition` is done up to `next`.
+    pub fn set_position(&self, partition: u32, next: u64) {
+        self.positions.send_modify(|positions| {
+            positions.insert(partition, next);
+        });
+    }
+
     /// Changes whenever the positions move.
     pub fn watch(&self) -> watch::Receiver<BTreeMap<u32, u64>> {
         self.positions.subscribe()
@@ -282,7 +289,7 @@ async fn run_once(
 /// they move; a failed commit is retried with the next move or after a
 /// second (the store's checkpoints, not these offsets, are what the worker
 /// resumes from).
-struct GroupCommitter {
+pub(crate) struct GroupCommitter {
     log: Arc<dyn EventLog>,
     topics: Topics,
     group: String,
@@ -290,7 +297,12 @@ struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    fn spawn(log: Arc<dyn EventLog>, topics: Topics, group: String, progress: &Progress) -> Self {
+    pub(crate) fn spawn(
+        log: Arc<dyn EventLog>,
+        topics: Topics,
+        group: String,
+        progress: &Progress,
+    ) -> Self {
         let mut moved = progress.watch();
         let (task_log, task_topics, task_group) = (log.clone(), topics.clone(), group.clone());
         let task = tokio::spawn(async move {
@@ -322,7 +334,7 @@ impl GroupCommitter {
     }
 
     /// Stops the task and commits the last positions once more, waiting for it.
-    async fn finish(self, progress: &Progress) -> Result<(), WorkerError> {
+    pub(crate) async fn finish(self, progress: &Progress) -> Result<(), WorkerError> {
         self.task.abort();
         let offsets = group_offsets(&self.topics, &self.group, &progress.positions());
         self.log.commit_offsets(offsets).await?;

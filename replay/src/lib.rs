@@ -10,6 +10,7 @@
 //! trust a read model where the log can answer.
 
 pub mod bench;
+pub mod export;
 pub mod inspect;
 pub mod log_fold;
 pub mod ops;

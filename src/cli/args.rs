@@ -35,6 +35,90 @@ pub enum Commands {
     /// directory when one runs, else from its files).
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Events a sink's receiver refused (through the server that runs the
+    /// sink): list, show, send again, discard.
+    #[command(subcommand)]
+    Sink(SinkCommand),
+    /// Write events as CloudEvents JSON lines (structured mode, data as
+    /// JSON), in log order per partition: through the server that owns the
+    /// data directory when one runs, else from its log, or from --kafka.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Events at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Events at or before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only these event types, comma-separated (OrderPlaced,OrderShipped).
+    #[arg(long = "type", value_name = "T1,T2")]
+    pub types: Option<String>,
+    /// Only this order's events.
+    #[arg(long)]
+    pub order: Option<String>,
+    /// Keep writing new events until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Write to this file instead of standard output (a progress bar shows
+    /// on a terminal). On a write error (a full disk) the file keeps only
+    /// whole lines.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SinkCommand {
+    /// Every sink's status, then each parked event, by order and position.
+    List {
+        /// Only this sink's parked events.
+        #[arg(long)]
+        sink: Option<String>,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One parked event in full, as JSON.
+    Show {
+        sink: String,
+        /// partition:offset of the event in the events topic.
+        position: String,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Send the parked events again, in order per order (after the
+    /// receiver is fixed); they are delivered in the background.
+    Retry {
+        sink: String,
+        /// Only this order.
+        #[arg(long)]
+        order: Option<String>,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Drop one parked event for good: the receiver never gets it.
+    Discard {
+        sink: String,
+        position: String,
+        /// Required: discarding loses the event for this receiver.
+        #[arg(long)]
+        confirm: bool,
+        #[arg(long, default_value = "./data", env = "ORDERSTORE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +433,19 @@ pub struct ServeArgs {
     /// with the event's fields at the top level) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ORDERSTORE_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// A CloudEvents HTTP sink, NAME=URL (repeatable): every event is POSTed
+    /// to URL in the HTTP binding's binary mode, at least once and in order
+    /// per order, from a checkpoint kept in <data-dir>/sinks/NAME/ (a new
+    /// sink starts at the beginning of the log). The receiver must answer
+    /// at start. 2xx acknowledges; 408, 429, 5xx and timeouts are retried
+    /// with backoff, holding only that order's later events; any other
+    /// answer parks the event (`orderstore sink list`).
+    #[arg(long = "sink", value_name = "NAME=URL")]
+    pub sinks: Vec<String>,
+    /// A header every request of sink NAME carries, NAME:Header=Value
+    /// (repeatable), e.g. `hook:Authorization=Bearer s3cret`.
+    #[arg(long = "sink-header", value_name = "NAME:HEADER=VALUE")]
+    pub sink_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,11 +6,13 @@
 pub mod args;
 mod bench;
 mod commands_bench;
+mod export;
 pub mod load;
 mod print;
 mod progress;
 mod queries_bench;
 mod remote;
+mod sink;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,6 +31,8 @@ pub async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         Commands::Inspect(command) => inspect(command).await,
         Commands::Replay(command) => replay_command(command).await,
         Commands::Dlq(command) => dlq(command).await,
+        Commands::Sink(command) => sink::run(command).await,
+        Commands::Export(args) => export::run(args).await,
         Commands::Bench(command) => bench::run(command).await,
     }
 }
@@ -74,6 +78,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.insecure = args.insecure;
     config.command_timeout = Duration::from_millis(args.command_timeout_ms);
     config.consistency_timeout = Duration::from_millis(args.consistency_timeout_ms);
+    config.sinks = projections::sinks::spec::assemble(&args.sinks, &args.sink_headers)?;
     let log = api::serve::open_log(&config).await?;
     let listener = api::serve::bind(config.listen).await?;
     let server = api::serve::start_with(config, log, listener).await?;

@@ -119,6 +119,17 @@ impl RemoteOperations {
             .map_err(|e| OpsError::Remote(format!("the server's {field} is not as expected: {e}")))
     }
 
+    /// Runs one operation and answers its one field as JSON (for the sink
+    /// commands, which only print what they get).
+    pub async fn field(
+        &self,
+        query: &str,
+        variables: Value,
+        field: &str,
+    ) -> Result<Value, OpsError> {
+        self.ask(query, variables, field).await
+    }
+
     /// Starts a rebuild or switch of one projection: its target generation.
     async fn start(&self, name: &str, kind: RebuildKind) -> Result<u32, OpsError> {
         #[derive(Deserialize)]

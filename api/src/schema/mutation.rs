@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::schema::inputs::{self, *};
 use crate::schema::types::{
     CommandResult, DeadLetter, DeadLetterRetry, Event, ProjectionVerification, RebuildStarted,
+    SinkParkedEvent,
 };
 use crate::state::{require_admin, AppState, CommandHeaders};
 
@@ -237,6 +238,61 @@ impl Mutation {
             applied: i32::try_from(report.applied).unwrap_or(i32::MAX),
             still_parked: i32::try_from(report.still_parked).unwrap_or(i32::MAX),
         })
+    }
+
+    /// Admin: sends a sink's parked events again (of one order, or of
+    /// all), in order per order; answers how many were queued. They are
+    /// delivered in the background: `sinks` and `sinkParked` show how it goes.
+    async fn retry_sink_events(
+        &self,
+        ctx: &Context<'_>,
+        sink: String,
+        order_id: Option<ID>,
+    ) -> Result<i32> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let handle = crate::state::sink_named(state, &sink, "sink")?;
+        let queued = handle
+            .retry(order_id.as_ref().map(|id| id.as_str()))
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(i32::try_from(queued).unwrap_or(i32::MAX))
+    }
+
+    /// Admin: drops one parked event of a sink for good (its receiver never
+    /// gets it); `confirm` must be true. The order's later events flow
+    /// again once it has no parked event left.
+    async fn discard_sink_event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        confirm: bool,
+    ) -> Result<SinkParkedEvent> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let not_an_id = || ApiError::invalid("id", "not a parked event id (sink:partition:offset)");
+        let (name, position) = id.split_once(':').ok_or_else(not_an_id)?;
+        let (partition, offset) =
+            projections::dlq::parse_position(position).ok_or_else(not_an_id)?;
+        let handle = crate::state::sink_named(state, name, "id")?;
+        if !confirm {
+            return Err(ApiError::invalid(
+                "confirm",
+                format!(
+                    "discarding means the receiver of sink {name} never gets the event: pass true"
+                ),
+            )
+            .into());
+        }
+        match handle.discard(partition, offset).await {
+            Ok(Some(event)) => Ok(SinkParkedEvent::new(name, event)),
+            Ok(None) => Err(ApiError::not_found(format!(
+                "no parked event {} (or its order is being sent again)",
+                id.as_str()
+            ))
+            .into()),
+            Err(error) => Err(ApiError::internal(error).into()),
+        }
     }
 
     /// Admin: drops one dead letter for good (the read model never gets

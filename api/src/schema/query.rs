@@ -221,6 +221,49 @@ impl Query {
         Ok(FinanceReport { rows, totals })
     }
 
+    /// The CloudEvents HTTP sinks of this node (serve --sink NAME=URL).
+    async fn sinks(&self, ctx: &Context<'_>) -> Result<Vec<SinkStatus>> {
+        let state = ctx.data::<Arc<AppState>>()?;
+        let mut out = Vec::new();
+        for sink in &state.sinks {
+            out.push(SinkStatus::from(
+                crate::state::sink_status(state, sink).await?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Admin: the events a sink parked (all sinks, or one), by sink, order
+    /// and position.
+    async fn sink_parked(
+        &self,
+        ctx: &Context<'_>,
+        sink: Option<String>,
+        #[graphql(default = 100)] first: Option<i32>,
+    ) -> Result<Vec<SinkParkedEvent>> {
+        require_admin(ctx)?;
+        let state = ctx.data::<Arc<AppState>>()?;
+        let first = page_size("first", first, 100)?;
+        if let Some(name) = &sink {
+            crate::state::sink_named(state, name, "sink")?;
+        }
+        let mut out = Vec::new();
+        for handle in state
+            .sinks
+            .iter()
+            .filter(|s| sink.as_deref().is_none_or(|name| s.name() == name))
+        {
+            let parked = handle.parked().map_err(ApiError::internal)?;
+            out.extend(
+                parked
+                    .into_iter()
+                    .map(|event| SinkParkedEvent::new(handle.name(), event)),
+            );
+        }
+        out.truncate(first);
+        Ok(out)
+    }
+
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionStatus>> {
         let state = ctx.data::<Arc<AppState>>()?;
         let mut out = Vec::new();

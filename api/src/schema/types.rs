@@ -384,6 +384,80 @@ pub struct RebuildStarted {
     pub served_version: i32,
 }
 
+/// A CloudEvents HTTP sink of this node (`serve --sink NAME=URL`).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SinkStatus {
+    pub name: String,
+    /// Without credentials.
+    pub url: String,
+    /// Events not yet acknowledged by the receiver.
+    pub lag: String,
+    pub lag_seconds: Option<f64>,
+    /// Events acknowledged (2xx) since the sink was created.
+    pub delivered: String,
+    /// Orders whose next event is waiting for a retry.
+    pub retrying: i32,
+    /// Events parked after a non-retryable 4xx.
+    pub parked: i32,
+    /// Requests retried since this node started.
+    pub retries: String,
+    /// The last failed attempt's error, since this node started.
+    pub last_error: Option<String>,
+}
+
+impl From<projections::sinks::SinkStatus> for SinkStatus {
+    fn from(status: projections::sinks::SinkStatus) -> Self {
+        let int = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+        Self {
+            name: status.name,
+            url: status.url,
+            lag: status.lag.to_string(),
+            lag_seconds: Some(status.lag_seconds),
+            delivered: status.delivered.to_string(),
+            retrying: int(status.retrying),
+            parked: int(status.parked),
+            retries: status.retries.to_string(),
+            last_error: status.last_error,
+        }
+    }
+}
+
+/// An event a sink's receiver refused (or one parked behind it).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SinkParkedEvent {
+    /// `sink:partition:offset`.
+    pub id: ID,
+    pub sink: String,
+    pub partition: i32,
+    pub offset: String,
+    pub order_id: String,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub sequence: Option<String>,
+    /// The receiver's status code, when it answered.
+    pub status: Option<i32>,
+    pub error: String,
+    pub parked_at: DateTime<Utc>,
+}
+
+impl SinkParkedEvent {
+    pub fn new(sink: &str, event: projections::sinks::ParkedEvent) -> Self {
+        Self {
+            id: ID(format!("{sink}:{}:{}", event.partition, event.offset)),
+            sink: sink.to_owned(),
+            partition: i32::try_from(event.partition).unwrap_or(i32::MAX),
+            offset: event.offset.to_string(),
+            order_id: event.order_id,
+            event_id: event.event_id,
+            event_type: event.event_type,
+            sequence: event.sequence.map(|s| s.to_string()),
+            status: event.status.map(i32::from),
+            error: event.error,
+            parked_at: event.parked_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, SimpleObject)]
 pub struct ProjectionStatus {
     pub name: String,

@@ -4,6 +4,7 @@
 //!
 //! Data directory layout: `log/` (the embedded log), `state/` (the
 //! processor's state store), `projections/<name>/v<N>/` (read models),
+//! `sinks/<name>/` (each sink's checkpoints and parked events),
 //! `orderstore.json` (settings fixed at creation: backend, topic prefix,
 //! partitions).
 
@@ -55,6 +56,9 @@ pub struct ServeConfig {
     /// The sled page-cache budget of the node, shared out to its log, state
     /// store and projections (`eventlog::cache`).
     pub cache_bytes: u64,
+    /// CloudEvents HTTP sinks: every event POSTed to each receiver
+    /// (`--sink NAME=URL`, `sinks/<name>/` in the data directory).
+    pub sinks: Vec<projections::sinks::SinkSpec>,
 }
 
 impl ServeConfig {
@@ -71,6 +75,7 @@ impl ServeConfig {
             consistency_timeout: Duration::from_secs(5),
             process_commands: true,
             cache_bytes: eventlog::cache::DEFAULT_CACHE_BYTES,
+            sinks: Vec::new(),
         }
     }
 }
@@ -108,6 +113,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    Sink(#[from] projections::sinks::SinkError),
     #[error("{task} stopped: {message}")]
     Task { task: &'static str, message: String },
 }
@@ -356,6 +363,22 @@ async fn assemble(
     );
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<NamedTask> = Vec::new();
+    // Sinks first: a receiver that cannot be reached stops the start
+    // before anything else runs.
+    let (sinks, sink_tasks) =
+        projections::sinks::start(config.sinks.clone(), dir, &log, &topics, signal(&stopped))
+            .await?;
+    for task in sink_tasks {
+        tasks.push((
+            "sink",
+            tokio::spawn(async move {
+                match task.await {
+                    Ok(ended) => ended.map_err(|e| e.to_string()),
+                    Err(join) => Err(join.to_string()),
+                }
+            }),
+        ));
+    }
 
     // What this node's processor is doing: readiness reads it, and the
     // gateway holds commands until it serves.
@@ -440,6 +463,7 @@ async fn assemble(
         metrics,
         consistency_timeout: config.consistency_timeout,
         processor,
+        sinks,
     });
     let schemas = schema::Schemas::build(state.clone());
     let app_schema = schemas.main.clone();

@@ -10,6 +10,7 @@ use commands::Topics;
 use eventlog::{EventLog, LogConsumer, LogError, TopicPartition};
 
 use crate::serving::ProjectionHandle;
+use crate::worker::Progress;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lag {
@@ -38,7 +39,7 @@ pub struct PartitionLag {
 /// a scrape opens no consumer once they exist.
 #[derive(Default)]
 pub struct LagProbes {
-    consumers: tokio::sync::Mutex<HashMap<&'static str, Box<dyn LogConsumer>>>,
+    consumers: tokio::sync::Mutex<HashMap<String, Box<dyn LogConsumer>>>,
 }
 
 impl std::fmt::Debug for LagProbes {
@@ -56,7 +57,19 @@ pub async fn lag(
     projection: &ProjectionHandle,
     probes: &LagProbes,
 ) -> Result<Lag, LogError> {
-    let positions = projection.progress.positions();
+    lag_of(log, topics, projection.name, &projection.progress, probes).await
+}
+
+/// How far any reader of the events topic with `progress` (a projection,
+/// a sink) is behind; `name` keys its probe consumer.
+pub async fn lag_of(
+    log: &dyn EventLog,
+    topics: &Topics,
+    name: &str,
+    progress: &Progress,
+    probes: &LagProbes,
+) -> Result<Lag, LogError> {
+    let positions = progress.positions();
     let mut partitions = Vec::new();
     for partition in 0..log.partition_count(&topics.events).await? {
         let tp = TopicPartition::new(&topics.events, partition);
@@ -75,7 +88,7 @@ pub async fn lag(
     let mut first_seen: HashMap<u32, i64> = HashMap::new();
     if !unseen.is_empty() {
         let mut consumers = probes.consumers.lock().await;
-        let consumer = match consumers.entry(projection.name) {
+        let consumer = match consumers.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => entry.insert(log.consumer().await?),
         };
@@ -116,7 +129,7 @@ pub async fn lag(
     Ok(Lag {
         events,
         seconds,
-        applied: projection.progress.applied.load(Ordering::Relaxed),
+        applied: progress.applied.load(Ordering::Relaxed),
         partitions,
     })
 }
