@@ -151,6 +151,12 @@ impl ExportPlan {
             }
             progress(&summary);
         }
+        if summary.unreadable > 0 {
+            tracing::warn!(
+                records = summary.unreadable,
+                "records of the events topic are not readable events and were not exported"
+            );
+        }
         Ok(summary)
     }
 
@@ -180,7 +186,7 @@ impl ExportPlan {
             Ok(event) => event,
             Err(error) => {
                 summary.unreadable += 1;
-                tracing::warn!(partition = stored.partition, offset = stored.offset, %error, "not exported: the record is not a readable event");
+                tracing::debug!(partition = stored.partition, offset = stored.offset, %error, "not exported: the record is not a readable event");
                 return None;
             }
         };

@@ -76,7 +76,9 @@ fn decode(record: &StoredRecord) -> Result<RecordedEvent, FoldError> {
 
 /// The order's events with time at or before `at`, folded, read from the
 /// order's partition of the events topic. Records that are not events of
-/// this order are skipped; an undecodable record of this order is an error.
+/// this order are skipped, and so are repeats of events already folded (a
+/// republished event has a sequence the state has passed); an undecodable
+/// record of this order is an error.
 pub async fn fold_order(
     log: &dyn EventLog,
     topics: &Topics,
@@ -95,7 +97,9 @@ pub async fn fold_order(
             return Ok(());
         }
         let event = decode(&record)?;
-        if event.envelope.time <= at {
+        // An event published again (same order, a sequence already folded)
+        // is a repeat, as the projections treat it: fold it once.
+        if event.envelope.time <= at && event.envelope.sequence > state.version {
             let recorded = event.to_recorded().map_err(|e| FoldError::Undecodable {
                 partition: record.partition,
                 offset: record.offset,
@@ -136,7 +140,13 @@ pub async fn fold_all(
             let state = states
                 .remove(&event.envelope.subject)
                 .unwrap_or_else(initial_state);
-            states.insert(event.envelope.subject, evolve(state, &recorded));
+            // A repeat of an event already folded is folded once.
+            let state = if recorded.sequence > state.version {
+                evolve(state, &recorded)
+            } else {
+                state
+            };
+            states.insert(event.envelope.subject, state);
             Ok(())
         })
         .await?;
