@@ -26,8 +26,28 @@ async fn malformed_oversized_and_overlarge_requests_are_refused_over_http() {
 
     let huge = json!({ "query": "{ __typename }", "variables": { "pad": "x".repeat(300 * 1024) } })
         .to_string();
-    let (status, _) = post_body(&s, huge).await;
+    let (status, _) = post_body(&s, huge.clone()).await;
     assert_eq!(status, 413);
+    // The unread rest of the body makes the connection unusable: the
+    // answer says so, and the client's next request goes on a new one.
+    let http = reqwest::Client::new();
+    let response = http
+        .post(&s.url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["connection"], "close");
+    for _ in 0..20 {
+        let next = http
+            .post(&s.url)
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await;
+        assert_eq!(next.unwrap().status(), 200);
+    }
 
     let batch: Vec<Value> = (0..17)
         .map(|_| json!({ "query": "{ __typename }" }))

@@ -55,7 +55,22 @@ pub fn router(schemas: Schemas, state: Arc<AppState>, auth_token: Option<String>
         .route("/ready", get(ready))
         .merge(protected)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(close_after_unread_body))
         .with_state(http)
+}
+
+/// A 413 leaves the rest of the body unread, so the connection cannot carry
+/// another request: say so (`Connection: close`), or a client that reuses it
+/// sees its next request fail with a broken pipe (found by `orderstore
+/// chaos --scenario fuzz`).
+async fn close_after_unread_body(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 fn problem(status: StatusCode, message: &str) -> Response {
