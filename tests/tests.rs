@@ -8,6 +8,7 @@ mod support;
 mod bad_input;
 mod bench_queries;
 mod broker_restart;
+mod chaos;
 mod compaction;
 mod conflicts;
 mod dashboard;

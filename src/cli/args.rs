@@ -43,6 +43,10 @@ pub enum Commands {
     /// JSON), in log order per partition: through the server that owns the
     /// data directory when one runs, else from its log, or from --kafka.
     Export(ExportArgs),
+    /// The fault suite: workloads under injected faults (kill -9, poison,
+    /// duplicates, conflicts, fuzzed requests, the auth matrix), each
+    /// followed by an invariant check of the log and every read model.
+    Chaos(super::chaos::ChaosArgs),
 }
 
 #[derive(Debug, clap::Args)]

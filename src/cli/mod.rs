@@ -5,6 +5,7 @@
 
 pub mod args;
 mod bench;
+mod chaos;
 mod commands_bench;
 mod export;
 pub mod load;
@@ -33,6 +34,7 @@ pub async fn run(command: Commands) -> anyhow::Result<ExitCode> {
         Commands::Dlq(command) => dlq(command).await,
         Commands::Sink(command) => sink::run(command).await,
         Commands::Export(args) => export::run(args).await,
+        Commands::Chaos(args) => chaos::run(args).await,
         Commands::Bench(command) => bench::run(command).await,
     }
 }

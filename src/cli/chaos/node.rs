@@ -1,0 +1,188 @@
+//! The nodes a scenario runs: an `orderstore serve` child (for kill -9),
+//! or a node in this process (for scenarios that write to its log).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlog::EventLog;
+
+use super::workload::Client;
+
+/// Which log the scenario's nodes run on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Embedded,
+    Kafka { bootstrap: String, prefix: String },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Kafka { .. } => "kafka",
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        match self {
+            Self::Embedded => Vec::new(),
+            Self::Kafka { bootstrap, prefix } => vec![
+                "--kafka".into(),
+                bootstrap.clone(),
+                "--topic-prefix".into(),
+                prefix.clone(),
+            ],
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `orderstore serve` as a child process on a fixed port.
+#[derive(Debug)]
+pub struct ChildNode {
+    child: Option<Child>,
+    dir: PathBuf,
+    args: Vec<String>,
+    pub client: Client,
+}
+
+impl ChildNode {
+    pub async fn start(dir: &Path, backend: &Backend, extra: &[String]) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut args = vec![
+            "serve".to_owned(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--partitions".into(),
+            "3".into(),
+        ];
+        args.extend(backend.args());
+        args.extend_from_slice(extra);
+        let mut node = Self {
+            child: None,
+            dir: dir.to_path_buf(),
+            args,
+            client: Client::new(&format!("http://127.0.0.1:{port}"), None),
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until `/ready`; answers how long it took.
+    pub async fn ready(&self) -> anyhow::Result<Duration> {
+        self.client
+            .ready(Duration::from_secs(120))
+            .await
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the node was not ready within 120 s (its log: {})",
+                    self.dir.with_extension("log").display()
+                )
+            })
+    }
+
+    /// SIGKILL: no graceful shutdown.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9()?;
+        self.spawn()
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// A node in this process, with its log at hand.
+pub struct InProcessNode {
+    pub server: Option<api::serve::Server>,
+    log: Option<Arc<dyn EventLog>>,
+    pub topics: commands::Topics,
+    pub client: Client,
+}
+
+impl std::fmt::Debug for InProcessNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessNode").finish_non_exhaustive()
+    }
+}
+
+impl InProcessNode {
+    pub async fn start(
+        dir: &Path,
+        backend: &Backend,
+        configure: impl FnOnce(&mut api::serve::ServeConfig),
+    ) -> anyhow::Result<Self> {
+        let mut config = api::serve::ServeConfig::new(dir.to_path_buf(), "127.0.0.1:0".parse()?);
+        config.partitions = Some(3);
+        if let Backend::Kafka { bootstrap, prefix } = backend {
+            config.backend = api::serve::Backend::Kafka(api::serve::KafkaSettings {
+                bootstrap_servers: bootstrap.clone(),
+                replication_factor: 1,
+                transactional_id: None,
+                session_timeout: None,
+            });
+            config.topic_prefix = prefix.clone();
+        }
+        configure(&mut config);
+        let token = config.auth_token.clone();
+        let topics = commands::Topics::new(&config.topic_prefix);
+        let server = api::serve::start(config).await?;
+        let client = Client::new(&format!("http://{}", server.addr), token);
+        Ok(Self {
+            log: Some(server.log.clone()),
+            server: Some(server),
+            topics,
+            client,
+        })
+    }
+
+    /// The node's log (until it stops).
+    pub fn log(&self) -> anyhow::Result<&dyn EventLog> {
+        self.log
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("the node has stopped"))
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        // The node releases its log's files once the last handle goes.
+        self.log = None;
+        if let Some(server) = self.server.take() {
+            server.shutdown().await?;
+        }
+        Ok(())
+    }
+}

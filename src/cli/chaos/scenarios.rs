@@ -1,0 +1,685 @@
+//! The fault scenarios. Each runs the workload (or its own operations),
+//! injects its faults on a schedule drawn from the seed, lets the node
+//! recover, and runs the checker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use super::check::{check, Findings};
+use super::node::{Backend, ChildNode, InProcessNode};
+use super::workload::{self, Client, Ledger, Outcome};
+
+/// One scenario's figures.
+#[derive(Debug, Default)]
+pub struct Row {
+    pub scenario: &'static str,
+    pub backend: &'static str,
+    pub operations: u64,
+    pub faults: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub indeterminate: u64,
+    pub violations: Vec<String>,
+    /// Longest time from a fault's end to the node being ready again.
+    pub recovery: Option<Duration>,
+    pub events: u64,
+}
+
+impl Row {
+    fn new(scenario: &'static str, backend: &Backend) -> Self {
+        Self {
+            scenario,
+            backend: backend.name(),
+            ..Self::default()
+        }
+    }
+
+    fn ledger(&mut self, ledger: &Ledger) {
+        self.operations += ledger.operations();
+        self.ok += ledger.ok;
+        self.failed += ledger.failed;
+        self.indeterminate += ledger.indeterminate;
+    }
+
+    fn findings(&mut self, findings: Findings) {
+        self.events = findings.events;
+        self.violations.extend(findings.violations);
+    }
+
+    fn recovered(&mut self, took: Duration) {
+        self.recovery = Some(self.recovery.map_or(took, |r| r.max(took)));
+    }
+}
+
+/// Runs the workload on `client` until `body` is done; answers its ledger.
+async fn under_load<F: std::future::Future<Output = anyhow::Result<()>>>(
+    client: &Client,
+    workers: usize,
+    seed: u64,
+    tag: &str,
+    body: F,
+) -> anyhow::Result<Ledger> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(workload::run(
+        client.clone(),
+        workers,
+        seed,
+        tag.to_owned(),
+        stop.clone(),
+    ));
+    let done = body.await;
+    stop.store(true, Ordering::Relaxed);
+    let ledger = load.await?;
+    done?;
+    Ok(ledger)
+}
+
+/// kill -9 of `serve` under load, `kills` times at random moments, each
+/// followed by a restart on the same data directory.
+pub async fn kill9(backend: &Backend, kills: usize, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("kill -9 of serve under load", backend);
+    let dir = tempfile::tempdir()?;
+    let mut node = ChildNode::start(&dir.path().join("data"), backend, &[]).await?;
+    node.ready().await?;
+    let client = node.client.clone();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut recoveries = Vec::new();
+    let ledger = under_load(&client, 8, seed, "kill", async {
+        for _ in 0..kills {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+            node.restart()?; // kill -9, then start again
+            recoveries.push(node.ready().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(())
+    })
+    .await?;
+    for took in recoveries {
+        row.recovered(took);
+    }
+    row.faults = kills as u64;
+    row.ledger(&ledger);
+    node.ready().await?;
+    row.findings(check(&client, &ledger, false).await);
+    Ok(row)
+}
+
+/// 50 concurrent refunds of 1.00 on one paid order of 36.79: exactly 36
+/// are accepted, each at its own version, and the refunded total is theirs.
+pub async fn conflicts(backend: &Backend) -> anyhow::Result<Row> {
+    let mut row = Row::new("50 concurrent conflicting commands on one order", backend);
+    let dir = tempfile::tempdir()?;
+    let node = InProcessNode::start(dir.path(), backend, |_| {}).await?;
+    let client = node.client.clone();
+    let mut ledger = Ledger::default();
+    let order = "conflict-1";
+    let setup = [
+        (
+            "placeOrder",
+            "PlaceOrderInput",
+            json!({ "input": { "orderId": order, "customerId": "kim", "currency": "EUR", "items": [{ "sku": "MUG", "quantity": 2, "unitPrice": "12.50" }, { "sku": "TEA", "quantity": 1, "unitPrice": "8.99" }], "taxRateBps": 825 } }),
+        ),
+        (
+            "reserveInventory",
+            "OrderRefInput",
+            json!({ "input": { "orderId": order } }),
+        ),
+        (
+            "confirmPayment",
+            "ConfirmPaymentInput",
+            json!({ "input": { "orderId": order, "paymentId": "p1", "amount": "36.79" } }),
+        ),
+    ];
+    for (field, input, variables) in setup {
+        let query = format!("mutation($input: {input}!) {{ {field}(input: $input) {{ orderId version events {{ id sequence }} }} }}");
+        let (outcome, events) = client.command(&query, variables, field).await;
+        anyhow::ensure!(outcome == Outcome::Ok, "{field} failed");
+        ledger.ok += 1;
+        ledger.acked.extend(events);
+    }
+    ledger.orders.push(order.into());
+    let refunds: Vec<_> = (0..50)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let query = "mutation($input: RefundPaymentInput!) { refundPayment(input: $input) { orderId version events { id sequence } } }";
+                client
+                    .command(query, json!({ "input": { "orderId": "conflict-1", "amount": "1.00", "reason": format!("refund {i}"), "idempotencyKey": format!("refund-{i}") } }), "refundPayment")
+                    .await
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for refund in refunds {
+        let (outcome, events) = refund.await?;
+        match outcome {
+            Outcome::Ok => {
+                ledger.ok += 1;
+                versions.extend(events.iter().map(|e| e.sequence));
+                ledger.acked.extend(events);
+            }
+            Outcome::Failed => ledger.failed += 1,
+            Outcome::Indeterminate => ledger.indeterminate += 1,
+        }
+    }
+    versions.sort_unstable();
+    if versions != (4..40).collect::<Vec<u64>>() {
+        row.violations.push(format!(
+            "accepted refunds took versions {versions:?}, not 4..=39"
+        ));
+    }
+    // Read models follow the log: read once they have caught up.
+    client.ready(Duration::from_secs(60)).await;
+    let body = client
+        .gql(
+            "{ order(id: \"conflict-1\") { version refunded { amount } } }",
+            json!({}),
+        )
+        .await?;
+    if body["data"]["order"]["refunded"]["amount"] != "36.00" {
+        row.violations
+            .push(format!("the order's refunded total is not 36.00: {body}"));
+    }
+    row.faults = 50;
+    row.ledger(&ledger);
+    row.findings(check(&client, &ledger, false).await);
+    node.stop().await?;
+    Ok(row)
+}
+
+/// Every record of the events topic, read from the start to the end now.
+async fn events_topic(node: &InProcessNode) -> anyhow::Result<Vec<eventlog::StoredRecord>> {
+    let log = node.log()?;
+    let topic = &node.topics.events;
+    let partitions = log.partition_count(topic).await?;
+    let mut ends = std::collections::BTreeMap::new();
+    let mut assignment = Vec::new();
+    for p in 0..partitions {
+        let tp = eventlog::TopicPartition::new(topic, p);
+        let (low, high) = log.watermarks(&tp).await?;
+        ends.insert(p, high);
+        assignment.push((tp, low));
+    }
+    let mut consumer = log.consumer().await?;
+    consumer.assign(assignment).await?;
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let done = ends.iter().all(|(p, end)| {
+            consumer
+                .position(&eventlog::TopicPartition::new(topic, *p))
+                .is_some_and(|at| at >= *end)
+        });
+        if done {
+            break;
+        }
+        for record in consumer.poll(1000, Duration::from_millis(200)).await? {
+            if record.offset < ends[&record.partition] {
+                records.push(record);
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Appends, retrying while the processor holds a partition in a transaction.
+async fn append(
+    node: &InProcessNode,
+    records: Vec<eventlog::OutgoingRecord>,
+) -> anyhow::Result<()> {
+    for chunk in records.chunks(200) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match node.log()?.append(chunk.to_vec()).await {
+                Ok(_) => break,
+                Err(error) if Instant::now() < deadline => {
+                    tracing::debug!(%error, "append refused; retrying");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// 10% of the events published a second time, same id, same order: the
+/// read models must not count them twice.
+pub async fn duplicates(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("10% of events published twice with the same id", backend);
+    let dir = tempfile::tempdir()?;
+    let node = InProcessNode::start(dir.path(), backend, |_| {}).await?;
+    let client = node.client.clone();
+    let ledger = under_load(&client, 4, seed, "dup", async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(())
+    })
+    .await?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let again: Vec<eventlog::OutgoingRecord> = events_topic(&node)
+        .await?
+        .into_iter()
+        .filter(|_| rng.random_bool(0.1))
+        .map(|stored| eventlog::OutgoingRecord {
+            topic: node.topics.events.clone(),
+            partition: Some(stored.partition),
+            record: stored.record,
+        })
+        .collect();
+    row.faults = again.len() as u64;
+    append(&node, again).await?;
+    row.recovered(
+        client
+            .ready(Duration::from_secs(120))
+            .await
+            .unwrap_or(Duration::MAX),
+    );
+    row.ledger(&ledger);
+    let findings = check(&client, &ledger, true).await;
+    if findings.repeated_ids != row.faults {
+        row.violations.push(format!(
+            "{} events republished, the log shows {} repeats",
+            row.faults, findings.repeated_ids
+        ));
+    }
+    row.findings(findings);
+    node.stop().await?;
+    Ok(row)
+}
+
+/// 1,000 records that are not readable events, appended while orders flow:
+/// every projection parks all of them, its lag returns to 0, and the
+/// other orders keep flowing.
+pub async fn poison(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("1,000 poison records", backend);
+    let dir = tempfile::tempdir()?;
+    let node = InProcessNode::start(dir.path(), backend, |_| {}).await?;
+    let client = node.client.clone();
+    let poison: Vec<eventlog::OutgoingRecord> = (0..1000)
+        .map(|i| eventlog::OutgoingRecord {
+            topic: node.topics.events.clone(),
+            partition: None,
+            record: eventlog::Record {
+                key: format!("poison-{i}").into_bytes(),
+                value: Some(vec![0xff; 16]),
+                headers: vec![domain::Header::new(
+                    "ce_type",
+                    "com.orderstore.order.placed",
+                )],
+                timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            },
+        })
+        .collect();
+    let ledger = under_load(&client, 4, seed, "poison", async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        append(&node, poison).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    })
+    .await?;
+    row.faults = 1000;
+    let started = Instant::now();
+    if client.ready(Duration::from_secs(120)).await.is_none() {
+        row.violations
+            .push("the projections did not catch up (lag not back to 0)".into());
+    }
+    row.recovered(started.elapsed());
+    let body = client
+        .gql("{ projections { name lag } }", json!({}))
+        .await?;
+    for projection in body["data"]["projections"].as_array().into_iter().flatten() {
+        if projection["lag"] != "0" {
+            row.violations.push(format!("lag is not 0: {projection}"));
+        }
+    }
+    let metrics = client
+        .http
+        .get(format!("{}/metrics", client.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for name in projections::names() {
+        let line = format!("orderstore_projection_dead_letters{{projection=\"{name}\"}} 1000");
+        if !metrics.lines().any(|l| l == line) {
+            row.violations
+                .push(format!("{name} did not park exactly 1000 records"));
+        }
+    }
+    if ledger.ok == 0 {
+        row.violations
+            .push("no order flowed beside the poison".into());
+    }
+    row.ledger(&ledger);
+    row.findings(check(&client, &ledger, false).await);
+    node.stop().await?;
+    Ok(row)
+}
+
+fn random_text(rng: &mut StdRng) -> String {
+    let len = rng.random_range(0..40);
+    (0..len)
+        .map(|_| match rng.random_range(0..6) {
+            0 => char::from_u32(rng.random_range(0x20..0x7f)).unwrap_or('x'),
+            1 => ['"', '\\', '{', '}', '$', '\n', '\u{0}'][rng.random_range(0..7)],
+            2 => char::from_u32(rng.random_range(0xa0..0x2fff)).unwrap_or('é'),
+            _ => char::from(rng.random_range(b'a'..=b'z')),
+        })
+        .collect()
+}
+
+fn random_value(rng: &mut StdRng, depth: u32) -> Value {
+    match rng.random_range(0..8) {
+        0 => Value::Null,
+        1 => json!(rng.random::<bool>()),
+        2 => json!(rng.random::<i64>()),
+        3 => json!(rng.random::<f64>() * 1e12),
+        4 if depth < 3 => Value::Array(
+            (0..rng.random_range(0..4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
+        5 if depth < 3 => {
+            let mut object = serde_json::Map::new();
+            for _ in 0..rng.random_range(0..4) {
+                object.insert(random_text(rng), random_value(rng, depth + 1));
+            }
+            Value::Object(object)
+        }
+        _ => json!(random_text(rng)),
+    }
+}
+
+const DOCUMENTS: &[&str] = &[
+    "query($id: ID!) { order(id: $id) { id status total { amount currency } history { type } } }",
+    "query($id: ID!, $t: DateTime) { order(id: $id, asOf: $t) { status version } }",
+    "query($id: ID!, $n: Int) { orderHistory(orderId: $id, first: $n) { edges { node { type } } } }",
+    "query($id: ID!) { customer(id: $id) { orderCount lifetimeValue { amount } } }",
+    "query($c: String!) { trace(correlationId: $c) { edges { node { id } } } }",
+    "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { orderId } }",
+    "mutation($input: RefundPaymentInput!) { refundPayment(input: $input) { version } }",
+    "{ projections { name lag } sinks { name } }",
+    "{ __schema { types { name } } }",
+];
+
+fn random_document(rng: &mut StdRng) -> String {
+    match rng.random_range(0..10) {
+        0 => random_text(rng),
+        1 => {
+            // Deep nesting, past the depth limit or not.
+            let depth = rng.random_range(1..40);
+            format!("{}{}", "{ a ".repeat(depth), "}".repeat(depth))
+        }
+        2 => {
+            let mut document = DOCUMENTS[rng.random_range(0..DOCUMENTS.len())].to_owned();
+            let cut = rng.random_range(0..document.len());
+            document.truncate(cut);
+            document
+        }
+        _ => DOCUMENTS[rng.random_range(0..DOCUMENTS.len())].to_owned(),
+    }
+}
+
+fn random_body(rng: &mut StdRng) -> Vec<u8> {
+    let request = |rng: &mut StdRng| {
+        let mut variables = serde_json::Map::new();
+        for name in ["id", "t", "n", "c", "input"] {
+            if rng.random_bool(0.6) {
+                variables.insert(name.into(), random_value(rng, 0));
+            }
+        }
+        json!({ "query": random_document(rng), "variables": variables })
+    };
+    match rng.random_range(0..20) {
+        0 => random_text(rng).into_bytes(),
+        1 => vec![b'x'; rng.random_range(200_000..400_000)],
+        2 | 3 => serde_json::to_vec(&Value::Array(
+            (0..rng.random_range(0..40)).map(|_| request(rng)).collect(),
+        ))
+        .unwrap_or_default(),
+        4 => serde_json::to_vec(&random_value(rng, 0)).unwrap_or_default(),
+        _ => serde_json::to_vec(&request(rng)).unwrap_or_default(),
+    }
+}
+
+/// Random GraphQL requests (documents, variables, sizes, batches): no
+/// 5xx, no broken connection, the node alive after; then each limit
+/// checked once on purpose.
+pub async fn fuzz(backend: &Backend, requests: usize, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("fuzzed GraphQL requests", backend);
+    let dir = tempfile::tempdir()?;
+    let node = InProcessNode::start(dir.path(), backend, |_| {}).await?;
+    let client = node.client.clone();
+    let violations = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let lanes: Vec<_> = (0..8)
+        .map(|lane| {
+            let (client, violations, answered) =
+                (client.clone(), violations.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(lane));
+                for _ in (lane as usize..requests).step_by(8) {
+                    let body = random_body(&mut rng);
+                    let size = body.len();
+                    let get = rng.random_bool(0.1);
+                    let request = if get {
+                        client.http.get(client.url(
+                            "/graphql",
+                            &[(
+                                "query",
+                                &String::from_utf8_lossy(&body[..body.len().min(4000)]),
+                            )],
+                        ))
+                    } else {
+                        client
+                            .http
+                            .post(format!("{}/graphql", client.base))
+                            .header("content-type", "application/json")
+                            .body(body)
+                    };
+                    match request.send().await {
+                        Ok(response) if response.status().is_server_error() => {
+                            let status = response.status();
+                            let text = response.text().await.unwrap_or_default();
+                            violations
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(format!("{status}: {}", &text[..text.len().min(300)]));
+                        }
+                        Ok(_) => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => {
+                            let mut text = format!(
+                                "transport ({} {size} bytes): {error}",
+                                if get { "GET" } else { "POST" }
+                            );
+                            let mut source = std::error::Error::source(&error);
+                            while let Some(cause) = source {
+                                text.push_str(&format!(": {cause}"));
+                                source = cause.source();
+                            }
+                            violations
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(text)
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for lane in lanes {
+        lane.await?;
+    }
+    row.operations = requests as u64;
+    row.ok = answered.load(Ordering::Relaxed);
+    row.failed = row.operations - row.ok;
+    row.violations.extend(
+        violations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..),
+    );
+    // Each limit, once on purpose.
+    let deep = format!(
+        "{}{}",
+        "{ order(id: \"x\") { history { ".repeat(8),
+        "} } }".repeat(8)
+    );
+    let body = client.gql(&deep, json!({})).await?;
+    if body["errors"].as_array().is_none_or(Vec::is_empty) {
+        row.violations
+            .push("a query 24 levels deep was answered".into());
+    }
+    let batch = Value::Array(
+        (0..17)
+            .map(|_| json!({ "query": "{ __typename }" }))
+            .collect(),
+    );
+    let response = client
+        .http
+        .post(format!("{}/graphql", client.base))
+        .json(&batch)
+        .send()
+        .await?;
+    if response.status().is_success() && !response.text().await?.contains("errors") {
+        row.violations
+            .push("a batch of 17 operations was run".into());
+    }
+    let big = client
+        .http
+        .post(format!("{}/graphql", client.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 300 << 10])
+        .send()
+        .await?;
+    if big.status() != reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+        row.violations
+            .push(format!("a 300 KiB body got {}", big.status()));
+    }
+    let get = client
+        .http
+        .get(client.url(
+            "/graphql",
+            &[(
+                "query",
+                "mutation { cancelOrder(input: {orderId: \"x\", reason: \"y\"}) { version } }",
+            )],
+        ))
+        .send()
+        .await?;
+    if get.status().is_success() {
+        row.violations.push("a mutation over GET was run".into());
+    }
+    if client
+        .http
+        .get(format!("{}/health", client.base))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        row.violations
+            .push("the node stopped answering /health".into());
+    }
+    row.faults = row.operations;
+    node.stop().await?;
+    Ok(row)
+}
+
+/// Every endpoint without a token, with a wrong one and with the right one,
+/// and mutations over GET: 0 unauthorized successes.
+pub async fn auth(backend: &Backend) -> anyhow::Result<Row> {
+    let mut row = Row::new("auth matrix", backend);
+    let dir = tempfile::tempdir()?;
+    let token = "chaos-token";
+    let node =
+        InProcessNode::start(dir.path(), backend, |c| c.auth_token = Some(token.into())).await?;
+    let base = node.client.base.clone();
+    let http = reqwest::Client::new();
+    let protected = [
+        ("GET", "/", None),
+        ("GET", "/graphql?query=%7B__typename%7D", None),
+        (
+            "POST",
+            "/graphql",
+            Some(json!({ "query": "{ __typename }" })),
+        ),
+        (
+            "POST",
+            "/graphql",
+            Some(
+                json!({ "query": "mutation { retryDeadLetters(projection: \"history\") { applied } }" }),
+            ),
+        ),
+        ("GET", "/graphql/ws", None),
+        ("GET", "/metrics", None),
+        ("GET", "/export", None),
+    ];
+    for (presented, name) in [
+        (None, "no token"),
+        (Some("wrong"), "a wrong token"),
+        (Some(token), "the token"),
+    ] {
+        for (method, path, body) in &protected {
+            let mut request = match *method {
+                "GET" => http.get(format!("{base}{path}")),
+                _ => http
+                    .post(format!("{base}{path}"))
+                    .json(body.as_ref().unwrap_or(&Value::Null)),
+            };
+            if let Some(presented) = presented {
+                request = request.bearer_auth(presented);
+            }
+            let status = request.send().await?.status();
+            row.operations += 1;
+            let allowed = presented == Some(token);
+            let refused = status == reqwest::StatusCode::UNAUTHORIZED;
+            if allowed == refused {
+                row.violations
+                    .push(format!("{method} {path} with {name}: {status}"));
+            } else if allowed {
+                row.ok += 1;
+            } else {
+                row.failed += 1;
+            }
+        }
+    }
+    for path in ["/health", "/ready"] {
+        row.operations += 1;
+        let status = http.get(format!("{base}{path}")).send().await?.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            row.violations.push(format!("{path} wants a token"));
+        } else {
+            row.ok += 1;
+        }
+    }
+    // A mutation over GET is refused even with the token.
+    row.operations += 1;
+    let response = http
+        .get(node.client.url(
+            "/graphql",
+            &[(
+                "query",
+                "mutation { cancelOrder(input: {orderId: \"x\", reason: \"y\"}) { version } }",
+            )],
+        ))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    if response.status().is_success() {
+        row.violations.push("a mutation over GET was run".into());
+    } else {
+        row.failed += 1;
+    }
+    row.faults = row.operations;
+    node.stop().await?;
+    Ok(row)
+}

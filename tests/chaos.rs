@@ -1,0 +1,71 @@
+//! The short fault suite, as CI runs it on every submission: a few kill -9s
+//! on each backend, conflicting commands, republished events, poison, the
+//! fuzzer for 10,000 requests and the auth matrix; every invariant holds.
+//! RELIABILITY.md has the long run (`orderstore chaos --kafka ...`).
+
+use crate::support::*;
+
+#[test]
+fn the_short_fault_suite_finds_no_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rows.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orderstore"))
+        .args([
+            "chaos",
+            "--seed",
+            "7",
+            "--kills",
+            "3",
+            "--requests",
+            "10000",
+            "--kafka",
+        ])
+        .arg(kafka_bootstrap())
+        .arg("--json")
+        .arg(&json)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Every scenario ran: four on both backends, two on the embedded one.
+    assert_eq!(rows.len(), 4 * 2 + 2, "{stdout}");
+    for row in &rows {
+        assert_eq!(row["violations"], serde_json::json!([]), "{row}");
+        assert!(row["operations"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["faults"].as_u64().unwrap() > 0, "{row}");
+    }
+    let kills: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["scenario"].as_str().unwrap().starts_with("kill -9"))
+        .collect();
+    assert_eq!(kills.len(), 2);
+    for row in kills {
+        assert_eq!(row["faults"], 3);
+        assert!(
+            row["ok"].as_u64().unwrap() > 0 && row["events"].as_u64().unwrap() > 0,
+            "{row}"
+        );
+    }
+    assert!(
+        stdout.contains("| scenario | backend | operations |"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_unknown_scenario_is_refused() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orderstore"))
+        .args(["chaos", "--scenario", "kill9,meteor"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no scenario is called \"meteor\""),
+        "{stderr}"
+    );
+}
