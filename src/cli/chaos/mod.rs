@@ -16,12 +16,22 @@ use node::Backend;
 use scenarios::Row;
 
 /// Every scenario, by the name `--scenario` takes.
-pub const SCENARIOS: &[&str] = &["kill9", "conflicts", "duplicates", "poison", "fuzz", "auth"];
+pub const SCENARIOS: &[&str] = &[
+    "kill9",
+    "conflicts",
+    "duplicates",
+    "poison",
+    "fuzz",
+    "auth",
+    "broker",
+    "disk-full",
+];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChaosArgs {
     /// Scenarios to run, comma-separated (default: all): kill9, conflicts,
-    /// duplicates, poison, fuzz, auth.
+    /// duplicates, poison, fuzz, auth, broker (needs --harness), disk-full
+    /// (needs root: it mounts a small tmpfs).
     #[arg(long, value_delimiter = ',')]
     pub scenario: Vec<String>,
     /// Also run each scenario that applies on this Kafka cluster (fresh
@@ -37,6 +47,10 @@ pub struct ChaosArgs {
     /// Requests of the fuzz scenario.
     #[arg(long, default_value_t = 100_000)]
     pub requests: usize,
+    /// The Kafka harness script (scripts/kafka/kafka): the broker scenario
+    /// starts a private broker with it, to stop, kill and pause.
+    #[arg(long)]
+    pub harness: Option<std::path::PathBuf>,
     /// Write the rows as JSON to this file too.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -80,6 +94,38 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     }
     let mut rows: Vec<(Row, String)> = Vec::new();
     for scenario in chosen {
+        // Scenarios with their own setup run once.
+        let single = match scenario {
+            "broker" => match &args.harness {
+                Some(script) => Some(scenarios::broker(script, args.seed).await),
+                None => {
+                    eprintln!("skipping broker: it needs --harness scripts/kafka/kafka");
+                    continue;
+                }
+            },
+            "disk-full" => Some(scenarios::disk_full(args.seed).await),
+            _ => None,
+        };
+        if let Some(row) = single {
+            let row =
+                row.map_err(|e| anyhow::anyhow!("scenario {scenario} could not run: {e:#}"))?;
+            for violation in row.violations.iter().take(20) {
+                eprintln!("  VIOLATION: {violation}");
+            }
+            if let Some(note) = &row.note {
+                eprintln!("  note: {note}");
+            }
+            eprintln!("  not acknowledged, by code: {:?}", row.codes);
+            let mut command = format!(
+                "orderstore chaos --scenario {scenario} --seed {}",
+                args.seed
+            );
+            if scenario == "broker" {
+                command.push_str(" --harness scripts/kafka/kafka");
+            }
+            rows.push((row, command));
+            continue;
+        }
         for backend in &backends {
             // Fuzzing and the auth matrix test the HTTP layer, the same on both.
             if matches!(scenario, "fuzz" | "auth") && matches!(backend, Backend::Kafka { .. }) {
@@ -112,7 +158,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                     backend.name()
                 )
             })?;
-            eprintln!("  done in {:.1} s", started.elapsed().as_secs_f64());
+            eprintln!(
+                "  done in {:.1} s; not acknowledged, by code: {:?}",
+                started.elapsed().as_secs_f64(),
+                row.codes
+            );
             for violation in row.violations.iter().take(20) {
                 eprintln!("  VIOLATION: {violation}");
             }
@@ -146,6 +196,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                     "faults": row.faults, "ok": row.ok, "failed": row.failed,
                     "indeterminate": row.indeterminate, "violations": row.violations,
                     "recoverySeconds": row.recovery.map(|r| r.as_secs_f64()), "events": row.events,
+                    "note": row.note, "codes": row.codes,
                     "seed": args.seed, "command": command,
                 })
             })

@@ -48,13 +48,19 @@ fn free_port() -> anyhow::Result<u16> {
 #[derive(Debug)]
 pub struct ChildNode {
     child: Option<Child>,
-    dir: PathBuf,
+    /// Where its stderr goes (beside the data directory's file system).
+    pub log: PathBuf,
     args: Vec<String>,
     pub client: Client,
 }
 
 impl ChildNode {
-    pub async fn start(dir: &Path, backend: &Backend, extra: &[String]) -> anyhow::Result<Self> {
+    pub async fn start(
+        dir: &Path,
+        log: &Path,
+        backend: &Backend,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut args = vec![
             "serve".to_owned(),
@@ -69,7 +75,7 @@ impl ChildNode {
         args.extend_from_slice(extra);
         let mut node = Self {
             child: None,
-            dir: dir.to_path_buf(),
+            log: log.to_path_buf(),
             args,
             client: Client::new(&format!("http://127.0.0.1:{port}"), None),
         };
@@ -81,7 +87,7 @@ impl ChildNode {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.with_extension("log"))?;
+            .open(&self.log)?;
         let child = Command::new(std::env::current_exe()?)
             .args(&self.args)
             .env("RUST_LOG", "warn")
@@ -100,7 +106,7 @@ impl ChildNode {
             .ok_or_else(|| {
                 anyhow::anyhow!(
                     "the node was not ready within 120 s (its log: {})",
-                    self.dir.with_extension("log").display()
+                    self.log.display()
                 )
             })
     }

@@ -28,6 +28,10 @@ pub struct Row {
     /// Longest time from a fault's end to the node being ready again.
     pub recovery: Option<Duration>,
     pub events: u64,
+    /// What the scenario saw worth telling (the error a node gave, say).
+    pub note: Option<String>,
+    /// Commands not acknowledged, by code.
+    pub codes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Row {
@@ -44,6 +48,9 @@ impl Row {
         self.ok += ledger.ok;
         self.failed += ledger.failed;
         self.indeterminate += ledger.indeterminate;
+        for (code, n) in &ledger.codes {
+            *self.codes.entry(code.clone()).or_default() += n;
+        }
     }
 
     fn findings(&mut self, findings: Findings) {
@@ -84,7 +91,13 @@ async fn under_load<F: std::future::Future<Output = anyhow::Result<()>>>(
 pub async fn kill9(backend: &Backend, kills: usize, seed: u64) -> anyhow::Result<Row> {
     let mut row = Row::new("kill -9 of serve under load", backend);
     let dir = tempfile::tempdir()?;
-    let mut node = ChildNode::start(&dir.path().join("data"), backend, &[]).await?;
+    let mut node = ChildNode::start(
+        &dir.path().join("data"),
+        &dir.path().join("serve.log"),
+        backend,
+        &[],
+    )
+    .await?;
     node.ready().await?;
     let client = node.client.clone();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -682,4 +695,224 @@ pub async fn auth(backend: &Backend) -> anyhow::Result<Row> {
     row.faults = row.operations;
     node.stop().await?;
     Ok(row)
+}
+
+/// A private single-node broker of the Kafka harness (its own home and
+/// ports), so stopping it disturbs nothing else.
+struct Harness {
+    script: std::path::PathBuf,
+    home: tempfile::TempDir,
+    port: u16,
+}
+
+impl Harness {
+    fn command(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = std::process::Command::new(&self.script)
+            .args(args)
+            .env("ORDERSTORE_KAFKA_HOME", self.home.path())
+            .env("ORDERSTORE_KAFKA_PORT", self.port.to_string())
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{} {args:?} failed",
+            self.script.display()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    fn start(script: &std::path::Path) -> anyhow::Result<(Self, String)> {
+        // Two free neighbouring ports: clients, controller.
+        let port = (0..200)
+            .map(|i| {
+                21_000
+                    + ((std::process::id() as u16)
+                        .wrapping_mul(7)
+                        .wrapping_add(i * 2))
+                        % 20_000
+            })
+            .find(|p| {
+                std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", *p + 1)).is_ok()
+            })
+            .ok_or_else(|| anyhow::anyhow!("no two free ports for a broker"))?;
+        let harness = Self {
+            script: script.to_path_buf(),
+            home: tempfile::tempdir()?,
+            port,
+        };
+        let bootstrap = harness.command(&["start"])?;
+        Ok((harness, bootstrap))
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.command(&["resume"]);
+        let _ = self.command(&["stop"]);
+    }
+}
+
+/// The single broker stopped, killed with kill -9, and paused with
+/// SIGSTOP, each for a few seconds, under load.
+pub async fn broker(script: &std::path::Path, seed: u64) -> anyhow::Result<Row> {
+    let (harness, bootstrap) = Harness::start(script)?;
+    let backend = Backend::Kafka {
+        bootstrap,
+        prefix: "chaos-broker".into(),
+    };
+    let mut row = Row::new("the single broker stopped, killed and paused", &backend);
+    let dir = tempfile::tempdir()?;
+    let node = ChildNode::start(
+        &dir.path().join("data"),
+        &dir.path().join("serve.log"),
+        &backend,
+        &[],
+    )
+    .await?;
+    node.ready().await?;
+    let client = node.client.clone();
+    let mut recoveries = Vec::new();
+    let ledger = under_load(&client, 8, seed, "broker", async {
+        for (down, up) in [
+            (["stop"], ["start"]),
+            (["kill"], ["start"]),
+            (["pause"], ["resume"]),
+        ] {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            harness.command(&down)?;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            harness.command(&up)?;
+            let started = Instant::now();
+            node.ready().await?;
+            recoveries.push(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(())
+    })
+    .await?;
+    for took in recoveries {
+        row.recovered(took);
+    }
+    row.faults = 3;
+    row.ledger(&ledger);
+    node.ready().await?;
+    row.findings(check(&client, &ledger, false).await);
+    drop(node);
+    drop(harness);
+    Ok(row)
+}
+
+/// The data directory's disk fills up under load (a small tmpfs): the node
+/// says so clearly, nothing acknowledged is lost, nothing is corrupt, and
+/// it serves again once there is room. Needs root (it mounts the tmpfs).
+pub async fn disk_full(seed: u64) -> anyhow::Result<Row> {
+    let backend = Backend::Embedded;
+    let mut row = Row::new("the data directory's disk full", &backend);
+    let dir = tempfile::tempdir()?;
+    let mount = dir.path().join("disk");
+    std::fs::create_dir_all(&mount)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"])
+        .arg(&mount)
+        .status()?;
+    anyhow::ensure!(
+        mounted.success(),
+        "cannot mount a tmpfs (the disk-full scenario needs root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let data = mount.join("data");
+    let mut node = ChildNode::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &backend,
+        &["--cache-mb".into(), "16".into()],
+    )
+    .await?;
+    node.ready().await?;
+    let client = node.client.clone();
+    let full = Arc::new(AtomicBool::new(false));
+    let ledger = under_load(&client, 8, seed, "full", async {
+        // Until the disk is full and the node refuses or stops.
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let free = fs_free(&mount);
+            if free < 64 << 10 {
+                full.store(true, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the disk did not fill within 240 s"
+            );
+        }
+        Ok(())
+    })
+    .await?;
+    row.faults = 1;
+    // What the node said.
+    let said = std::fs::read_to_string(&node.log).unwrap_or_default();
+    row.note = said
+        .lines()
+        .find(|l| l.contains("No space left on device"))
+        .map(|l| l.chars().take(400).collect());
+    if !said.contains("No space left on device") {
+        let tail: Vec<&str> = said.lines().rev().take(5).collect();
+        row.violations.push(format!(
+            "the node's log does not say the disk is full; it ends: {tail:?}"
+        ));
+    }
+    // Room again: grow the tmpfs, restart the node, check everything.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=512m"])
+        .arg(&mount)
+        .status()?;
+    anyhow::ensure!(grown.success(), "cannot grow the tmpfs");
+    let started = Instant::now();
+    node.restart()?;
+    node.ready().await?;
+    row.recovered(started.elapsed());
+    row.ledger(&ledger);
+    row.findings(check(&client, &ledger, false).await);
+    // And it takes new commands.
+    let after = under_load(&client, 2, seed + 1, "after", async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(())
+    })
+    .await?;
+    if after.ok == 0 {
+        row.violations
+            .push("no command succeeded once there was room again".into());
+    }
+    row.ledger(&after);
+    drop(node);
+    Ok(row)
+}
+
+/// Bytes free on the file system holding `path`.
+fn fs_free(path: &std::path::Path) -> u64 {
+    let output = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output();
+    output
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .nth(1)
+                .and_then(|l| l.trim().parse().ok())
+        })
+        .unwrap_or(u64::MAX)
 }

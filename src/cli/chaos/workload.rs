@@ -38,6 +38,9 @@ pub struct Ledger {
     pub acked: Vec<AckedEvent>,
     /// Orders with at least one acknowledged command.
     pub orders: Vec<String>,
+    /// Commands not acknowledged, by error code (TRANSPORT, CONNECT for
+    /// a refused connection).
+    pub codes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Ledger {
