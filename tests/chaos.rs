@@ -1,6 +1,7 @@
 //! The short fault suite, as CI runs it on every submission: a few kill -9s
 //! on each backend, conflicting commands, republished events, poison, the
-//! fuzzer for 10,000 requests and the auth matrix; every invariant holds.
+//! fuzzer for 10,000 requests, the auth matrix, a private broker stopped,
+//! killed and paused, and (as root) a full disk; every invariant holds.
 //! RELIABILITY.md has the long run (`orderstore chaos --kafka ...`).
 
 use crate::support::*;
@@ -21,6 +22,8 @@ fn the_short_fault_suite_finds_no_violation() {
             "--kafka",
         ])
         .arg(kafka_bootstrap())
+        .arg("--harness")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka/kafka"))
         .arg("--json")
         .arg(&json)
         .env("RUST_LOG", "warn")
@@ -31,8 +34,15 @@ fn the_short_fault_suite_finds_no_violation() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    // Every scenario ran: four on both backends, two on the embedded one.
-    assert_eq!(rows.len(), 4 * 2 + 2, "{stdout}");
+    // Every scenario ran: four on both backends, two on the embedded one,
+    // the broker's on a private broker, and the full disk (as root).
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n";
+    assert_eq!(rows.len(), 4 * 2 + 2 + 1 + usize::from(root), "{stdout}");
     for row in &rows {
         assert_eq!(row["violations"], serde_json::json!([]), "{row}");
         assert!(row["operations"].as_u64().unwrap() > 0, "{row}");

@@ -155,7 +155,7 @@ impl Sink {
                 .send(request)
                 .await
                 .map_err(|_| SinkError::Stopped("the sink"))?;
-            queued += answer.await.map_err(|_| SinkError::Stopped("the sink"))?;
+            queued += answered(answer).await?;
         }
         Ok(queued)
     }
@@ -179,7 +179,19 @@ impl Sink {
             })
             .await
             .map_err(|_| SinkError::Stopped("the sink"))?;
-        answer.await.map_err(|_| SinkError::Stopped("the sink"))
+        answered(answer).await
+    }
+}
+
+/// A partition's answer to an operator request, bounded: a partition that
+/// is starting over (after a log error) answers once it runs again.
+async fn answered<T>(answer: oneshot::Receiver<T>) -> Result<T, SinkError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), answer).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(SinkError::Stopped("the sink")),
+        Err(_) => Err(SinkError::Stopped(
+            "a partition of the sink did not answer within 10 s (it may be starting over); the request",
+        )),
     }
 }
 

@@ -103,6 +103,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             },
+            "disk-full" if !scenarios::is_root() => {
+                eprintln!("skipping disk-full: it mounts a tmpfs, which needs root");
+                continue;
+            }
             "disk-full" => Some(scenarios::disk_full(args.seed).await),
             _ => None,
         };

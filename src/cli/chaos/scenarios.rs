@@ -916,3 +916,11 @@ fn fs_free(path: &std::path::Path) -> u64 {
         })
         .unwrap_or(u64::MAX)
 }
+
+/// Whether this process may mount a tmpfs.
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
