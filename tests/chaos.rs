@@ -35,14 +35,19 @@ fn the_short_fault_suite_finds_no_violation() {
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // Every scenario ran: four on both backends, two on the embedded one,
-    // the broker's on a private broker, and the full disk (as root).
+    // the broker's on a private broker, the full disk (as root), and two
+    // nodes on Kafka.
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()
         .unwrap()
         .stdout
         == b"0\n";
-    assert_eq!(rows.len(), 4 * 2 + 2 + 1 + usize::from(root), "{stdout}");
+    assert_eq!(
+        rows.len(),
+        4 * 2 + 2 + 1 + usize::from(root) + 1,
+        "{stdout}"
+    );
     for row in &rows {
         assert_eq!(row["violations"], serde_json::json!([]), "{row}");
         assert!(row["operations"].as_u64().unwrap() > 0, "{row}");

@@ -25,13 +25,14 @@ pub const SCENARIOS: &[&str] = &[
     "auth",
     "broker",
     "disk-full",
+    "two-nodes",
 ];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChaosArgs {
     /// Scenarios to run, comma-separated (default: all): kill9, conflicts,
     /// duplicates, poison, fuzz, auth, broker (needs --harness), disk-full
-    /// (needs root: it mounts a small tmpfs).
+    /// (needs root: it mounts a small tmpfs), two-nodes (Kafka only).
     #[arg(long, value_delimiter = ',')]
     pub scenario: Vec<String>,
     /// Also run each scenario that applies on this Kafka cluster (fresh
@@ -62,7 +63,7 @@ fn command(args: &ChaosArgs, scenario: &str, backend: &Backend) -> String {
         args.seed
     );
     match scenario {
-        "kill9" => command.push_str(&format!(" --kills {}", args.kills)),
+        "kill9" | "two-nodes" => command.push_str(&format!(" --kills {}", args.kills)),
         "fuzz" => command.push_str(&format!(" --requests {}", args.requests)),
         _ => {}
     }
@@ -131,8 +132,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         for backend in &backends {
-            // Fuzzing and the auth matrix test the HTTP layer, the same on both.
-            if matches!(scenario, "fuzz" | "auth") && matches!(backend, Backend::Kafka { .. }) {
+            // Fuzzing and the auth matrix test the HTTP layer, the same on
+            // both; two nodes share a log only on Kafka.
+            let kafka = matches!(backend, Backend::Kafka { .. });
+            if (matches!(scenario, "fuzz" | "auth") && kafka) || (scenario == "two-nodes" && !kafka)
+            {
                 continue;
             }
             let backend = match backend {
@@ -154,6 +158,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                 "duplicates" => scenarios::duplicates(&backend, args.seed).await,
                 "poison" => scenarios::poison(&backend, args.seed).await,
                 "fuzz" => scenarios::fuzz(&backend, args.requests, args.seed).await,
+                "two-nodes" => {
+                    scenarios::two_nodes(&backend, args.kills.div_ceil(10).max(1), args.seed).await
+                }
                 _ => scenarios::auth(&backend).await,
             };
             let row = row.map_err(|e| {

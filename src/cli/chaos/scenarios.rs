@@ -924,3 +924,70 @@ pub fn is_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// Two `serve` nodes on one Kafka cluster, both taking commands; each is
+/// killed with kill -9 and started again in turn, so the commands
+/// partitions move between them. Both nodes' read models are checked.
+pub async fn two_nodes(backend: &Backend, rounds: usize, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new(
+        "two serve nodes, each killed and restarted in turn",
+        backend,
+    );
+    let dir = tempfile::tempdir()?;
+    let mut a = ChildNode::start(
+        &dir.path().join("a"),
+        &dir.path().join("a.log"),
+        backend,
+        &[],
+    )
+    .await?;
+    a.ready().await?;
+    let mut b = ChildNode::start(
+        &dir.path().join("b"),
+        &dir.path().join("b.log"),
+        backend,
+        &[],
+    )
+    .await?;
+    b.ready().await?;
+    let (client_a, client_b) = (a.client.clone(), b.client.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_b = tokio::spawn(workload::run(
+        client_b.clone(),
+        4,
+        seed + 1000,
+        "two-b".into(),
+        stop.clone(),
+    ));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut recoveries = Vec::new();
+    let ledger_a = under_load(&client_a, 4, seed, "two-a", async {
+        for round in 0..rounds * 2 {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(500..2000))).await;
+            let node = if round % 2 == 0 { &mut a } else { &mut b };
+            node.restart()?;
+            recoveries.push(node.ready().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(())
+    })
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    let ledger_b = load_b.await?;
+    for took in recoveries {
+        row.recovered(took);
+    }
+    row.faults = (rounds * 2) as u64;
+    row.ledger(&ledger_a);
+    row.ledger(&ledger_b);
+    let mut ledger = ledger_a;
+    ledger.acked.extend(ledger_b.acked);
+    ledger.orders.extend(ledger_b.orders);
+    for client in [&client_a, &client_b] {
+        client.ready(Duration::from_secs(120)).await;
+        let findings = check(client, &ledger, false).await;
+        row.events = findings.events;
+        row.violations.extend(findings.violations);
+    }
+    Ok(row)
+}

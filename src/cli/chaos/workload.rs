@@ -88,6 +88,18 @@ impl Client {
         variables: Value,
         field: &str,
     ) -> (Outcome, Vec<AckedEvent>) {
+        let (outcome, events, _) = self.command_with_code(query, variables, field).await;
+        (outcome, events)
+    }
+
+    /// The same, with the error code of a command not acknowledged
+    /// (CONNECT for a refused connection, TRANSPORT for a broken one).
+    pub async fn command_with_code(
+        &self,
+        query: &str,
+        variables: Value,
+        field: &str,
+    ) -> (Outcome, Vec<AckedEvent>, String) {
         match self.gql(query, variables).await {
             Ok(body) => {
                 if let Some(events) = body["data"][field]["events"].as_array() {
@@ -101,20 +113,21 @@ impl Client {
                             })
                         })
                         .collect();
-                    return (Outcome::Ok, acked);
+                    return (Outcome::Ok, acked, String::new());
                 }
                 let code = body["errors"][0]["extensions"]["code"]
                     .as_str()
-                    .unwrap_or("");
+                    .unwrap_or("NO_CODE")
+                    .to_owned();
                 if code == "TIMEOUT" || code == "INTERNAL" {
-                    (Outcome::Indeterminate, Vec::new())
+                    (Outcome::Indeterminate, Vec::new(), code)
                 } else {
-                    (Outcome::Failed, Vec::new())
+                    (Outcome::Failed, Vec::new(), code)
                 }
             }
             // Refused connections never reached the server.
-            Err(error) if error.is_connect() => (Outcome::Failed, Vec::new()),
-            Err(_) => (Outcome::Indeterminate, Vec::new()),
+            Err(error) if error.is_connect() => (Outcome::Failed, Vec::new(), "CONNECT".into()),
+            Err(_) => (Outcome::Indeterminate, Vec::new(), "TRANSPORT".into()),
         }
     }
 
@@ -212,8 +225,8 @@ pub async fn run(
                 let customer = format!("cust-{}", rng.random_range(0..20));
                 let mut acknowledged = false;
                 for (field, input, variables) in steps(&order_id, &customer, &mut rng) {
-                    let (outcome, events) = client
-                        .command(&mutation(field, input), variables, field)
+                    let (outcome, events, code) = client
+                        .command_with_code(&mutation(field, input), variables, field)
                         .await;
                     {
                         let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
@@ -228,6 +241,9 @@ pub async fn run(
                             }
                             Outcome::Failed => ledger.failed += 1,
                             Outcome::Indeterminate => ledger.indeterminate += 1,
+                        }
+                        if outcome != Outcome::Ok {
+                            *ledger.codes.entry(code).or_default() += 1;
                         }
                     }
                     if outcome != Outcome::Ok {
