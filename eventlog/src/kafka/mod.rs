@@ -401,7 +401,12 @@ fn topic_configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
 #[async_trait]
 impl EventLog for KafkaLog {
     async fn create_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
-        let configs = topic_configs(spec);
+        let mut configs = topic_configs(spec);
+        // With three or more replicas, an acknowledged write (acks=all) is
+        // on at least two of them: losing one broker loses nothing.
+        if self.inner.config.replication_factor >= 3 {
+            configs.push(("min.insync.replicas", "2".into()));
+        }
         let mut topic = NewTopic::new(
             &spec.name,
             spec.partitions as i32,

@@ -26,13 +26,16 @@ pub const SCENARIOS: &[&str] = &[
     "broker",
     "disk-full",
     "two-nodes",
+    "replace",
+    "cluster",
 ];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChaosArgs {
     /// Scenarios to run, comma-separated (default: all): kill9, conflicts,
     /// duplicates, poison, fuzz, auth, broker (needs --harness), disk-full
-    /// (needs root: it mounts a small tmpfs), two-nodes (Kafka only).
+    /// (needs root: it mounts a small tmpfs), two-nodes and replace (Kafka only),
+    /// cluster (a private 3-node cluster; needs --harness).
     #[arg(long, value_delimiter = ',')]
     pub scenario: Vec<String>,
     /// Also run each scenario that applies on this Kafka cluster (fresh
@@ -97,10 +100,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     for scenario in chosen {
         // Scenarios with their own setup run once.
         let single = match scenario {
-            "broker" => match &args.harness {
-                Some(script) => Some(scenarios::broker(script, args.seed).await),
+            "broker" | "cluster" => match &args.harness {
+                Some(script) if scenario == "broker" => {
+                    Some(scenarios::broker(script, args.seed).await)
+                }
+                Some(script) => Some(scenarios::cluster(script, args.seed).await),
                 None => {
-                    eprintln!("skipping broker: it needs --harness scripts/kafka/kafka");
+                    eprintln!("skipping {scenario}: it needs --harness scripts/kafka/kafka");
                     continue;
                 }
             },
@@ -125,7 +131,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                 "orderstore chaos --scenario {scenario} --seed {}",
                 args.seed
             );
-            if scenario == "broker" {
+            if matches!(scenario, "broker" | "cluster") {
                 command.push_str(" --harness scripts/kafka/kafka");
             }
             rows.push((row, command));
@@ -135,7 +141,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             // Fuzzing and the auth matrix test the HTTP layer, the same on
             // both; two nodes share a log only on Kafka.
             let kafka = matches!(backend, Backend::Kafka { .. });
-            if (matches!(scenario, "fuzz" | "auth") && kafka) || (scenario == "two-nodes" && !kafka)
+            if (matches!(scenario, "fuzz" | "auth") && kafka)
+                || (matches!(scenario, "two-nodes" | "replace") && !kafka)
             {
                 continue;
             }
@@ -158,6 +165,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                 "duplicates" => scenarios::duplicates(&backend, args.seed).await,
                 "poison" => scenarios::poison(&backend, args.seed).await,
                 "fuzz" => scenarios::fuzz(&backend, args.requests, args.seed).await,
+                "replace" => scenarios::replace(&backend, args.seed).await,
                 "two-nodes" => {
                     scenarios::two_nodes(&backend, args.kills.div_ceil(10).max(1), args.seed).await
                 }
@@ -176,6 +184,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             );
             for violation in row.violations.iter().take(20) {
                 eprintln!("  VIOLATION: {violation}");
+            }
+            if let Some(note) = &row.note {
+                eprintln!("  note: {note}");
             }
             rows.push((row, command(&args, scenario, &backend)));
         }

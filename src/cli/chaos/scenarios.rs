@@ -722,26 +722,31 @@ impl Harness {
     }
 
     fn start(script: &std::path::Path) -> anyhow::Result<(Self, String)> {
+        Self::start_nodes(script, 1)
+    }
+
+    fn start_nodes(script: &std::path::Path, nodes: u32) -> anyhow::Result<(Self, String)> {
         // Two free neighbouring ports: clients, controller.
         let port = (0..200)
             .map(|i| {
                 21_000
                     + ((std::process::id() as u16)
                         .wrapping_mul(7)
-                        .wrapping_add(i * 2))
+                        .wrapping_add(i * 6))
                         % 20_000
             })
+            // Each node takes two ports: clients, controller.
             .find(|p| {
-                std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
-                    && std::net::TcpListener::bind(("127.0.0.1", *p + 1)).is_ok()
+                (0..2 * nodes as u16)
+                    .all(|i| std::net::TcpListener::bind(("127.0.0.1", *p + i)).is_ok())
             })
-            .ok_or_else(|| anyhow::anyhow!("no two free ports for a broker"))?;
+            .ok_or_else(|| anyhow::anyhow!("no free ports for {nodes} broker(s)"))?;
         let harness = Self {
             script: script.to_path_buf(),
             home: tempfile::tempdir()?,
             port,
         };
-        let bootstrap = harness.command(&["start"])?;
+        let bootstrap = harness.command(&["start", "--nodes", &nodes.to_string()])?;
         Ok((harness, bootstrap))
     }
 }
@@ -989,5 +994,170 @@ pub async fn two_nodes(backend: &Backend, rounds: usize, seed: u64) -> anyhow::R
         row.events = findings.events;
         row.violations.extend(findings.violations);
     }
+    Ok(row)
+}
+
+/// kill -9 of the only node on Kafka, and a replacement on a fresh data
+/// directory: the time from the kill to its first acknowledged command
+/// (one `placeOrder` every 250 ms), which waits out the dead node's
+/// session (`--session-timeout-ms`, 10 s by default).
+pub async fn replace(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("kill -9 of the only node, a fresh replacement", backend);
+    let dir = tempfile::tempdir()?;
+    let mut old = ChildNode::start(
+        &dir.path().join("old"),
+        &dir.path().join("old.log"),
+        backend,
+        &[],
+    )
+    .await?;
+    old.ready().await?;
+    let mut ledger = under_load(&old.client, 8, seed, "replaced", async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    })
+    .await?;
+    old.kill9()?;
+    let killed = Instant::now();
+    let new = ChildNode::start(
+        &dir.path().join("new"),
+        &dir.path().join("new.log"),
+        backend,
+        &[],
+    )
+    .await?;
+    let query = "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { orderId version events { id sequence } } }";
+    let mut attempt = 0;
+    loop {
+        anyhow::ensure!(
+            killed.elapsed() < Duration::from_secs(120),
+            "no command succeeded within 120 s of the kill"
+        );
+        attempt += 1;
+        let order = format!("replacement-{attempt}");
+        let variables = json!({ "input": { "orderId": order, "customerId": "kim", "currency": "EUR",
+            "items": [{ "sku": "MUG", "quantity": 1, "unitPrice": "1.00" }] } });
+        let (outcome, events, code) = new
+            .client
+            .command_with_code(query, variables, "placeOrder")
+            .await;
+        match outcome {
+            Outcome::Ok => {
+                ledger.ok += 1;
+                ledger.acked.extend(events);
+                ledger.orders.push(order);
+                break;
+            }
+            Outcome::Failed => ledger.failed += 1,
+            Outcome::Indeterminate => ledger.indeterminate += 1,
+        }
+        *ledger.codes.entry(code).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    row.recovered(killed.elapsed());
+    row.note = Some(format!(
+        "first command acknowledged {:.1} s after the kill, at attempt {attempt}",
+        killed.elapsed().as_secs_f64()
+    ));
+    let after = under_load(&new.client, 4, seed + 1, "replacement", async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    })
+    .await?;
+    row.faults = 1;
+    row.ledger(&ledger);
+    row.ledger(&after);
+    ledger.acked.extend(after.acked);
+    ledger.orders.extend(after.orders);
+    new.ready().await?;
+    row.findings(check(&new.client, &ledger, false).await);
+    Ok(row)
+}
+
+/// The node leading partition 0 of `topic`, as Kafka's TopicCommand tells.
+fn leader_of(harness: &Harness, bootstrap: &str, topic: &str) -> anyhow::Result<(u32, String)> {
+    let described = harness.command(&[
+        "tool",
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        bootstrap,
+        "--describe",
+        "--topic",
+        topic,
+    ])?;
+    let leader = described
+        .lines()
+        .find(|l| l.contains("Partition: 0"))
+        .and_then(|l| l.split("Leader:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|id| id.parse::<u32>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no leader of {topic} partition 0 in: {described}"))?;
+    Ok((leader, described))
+}
+
+/// A 3-node KRaft cluster (replication factor 3, `min.insync.replicas` 2):
+/// kill -9 of the node leading the events topic, then the start of it
+/// again, then another node paused with SIGSTOP, each for a few seconds,
+/// under load.
+pub async fn cluster(script: &std::path::Path, seed: u64) -> anyhow::Result<Row> {
+    let (harness, bootstrap) = Harness::start_nodes(script, 3)?;
+    let prefix = "chaos-cluster";
+    let backend = Backend::Kafka {
+        bootstrap: bootstrap.clone(),
+        prefix: prefix.into(),
+    };
+    let mut row = Row::new(
+        "3-node cluster: the events leader killed, a node paused",
+        &backend,
+    );
+    let dir = tempfile::tempdir()?;
+    let node = ChildNode::start(
+        &dir.path().join("data"),
+        &dir.path().join("serve.log"),
+        &backend,
+        &["--replication-factor".into(), "3".into()],
+    )
+    .await?;
+    node.ready().await?;
+    let client = node.client.clone();
+    let (leader, described) = leader_of(&harness, &bootstrap, &format!("{prefix}.events"))?;
+    if !described.contains("min.insync.replicas=2") || !described.contains("ReplicationFactor: 3") {
+        row.violations.push(format!(
+            "the events topic is not RF 3 with min.insync.replicas 2: {described}"
+        ));
+    }
+    let paused = leader % 3 + 1;
+    let mut recoveries = Vec::new();
+    let ledger = under_load(&client, 8, seed, "cluster", async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        harness.command(&["kill", &leader.to_string()])?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        harness.command(&["start", "--nodes", "3"])?;
+        let started = Instant::now();
+        node.ready().await?;
+        recoveries.push(started.elapsed());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        harness.command(&["pause", &paused.to_string()])?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        harness.command(&["resume", &paused.to_string()])?;
+        let started = Instant::now();
+        node.ready().await?;
+        recoveries.push(started.elapsed());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(())
+    })
+    .await?;
+    for took in recoveries {
+        row.recovered(took);
+    }
+    row.note = Some(format!(
+        "killed node {leader} (leading {prefix}.events partition 0), paused node {paused}"
+    ));
+    row.faults = 2;
+    row.ledger(&ledger);
+    node.ready().await?;
+    row.findings(check(&client, &ledger, false).await);
+    drop(node);
+    drop(harness);
     Ok(row)
 }
