@@ -15,7 +15,7 @@ fn the_short_fault_suite_finds_no_violation() {
             "chaos",
             // Every scenario but the 3-node cluster (RELIABILITY.md has it).
             "--scenario",
-            "kill9,conflicts,duplicates,poison,fuzz,auth,broker,disk-full,two-nodes,replace",
+            "kill9,worker-crash,conflicts,duplicates,poison,fuzz,auth,broker,disk-full,two-nodes,replace",
             "--seed",
             "7",
             "--kills",
@@ -37,7 +37,7 @@ fn the_short_fault_suite_finds_no_violation() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    // Every scenario ran: four on both backends, two on the embedded one,
+    // Every scenario ran: five on both backends, two on the embedded one,
     // the broker's on a private broker, the full disk (as root), and two
     // nodes and a replacement node on Kafka.
     let root = std::process::Command::new("id")
@@ -48,7 +48,7 @@ fn the_short_fault_suite_finds_no_violation() {
         == b"0\n";
     assert_eq!(
         rows.len(),
-        4 * 2 + 2 + 1 + usize::from(root) + 2,
+        5 * 2 + 2 + 1 + usize::from(root) + 2,
         "{stdout}"
     );
     for row in &rows {

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod conformance;
 pub mod embedded;
 mod error;
+pub mod failpoint;
 pub mod kafka;
 mod log;
 pub mod partitioner;

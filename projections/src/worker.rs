@@ -270,6 +270,8 @@ async fn run_once(
             ))
             .await?;
         }
+        // Between the DLQ append and the commit (`orderstore chaos`).
+        eventlog::failpoint::pass("projection-batch", projection.name());
         store.commit(prepared.batch)?;
         drop(guard);
         let checkpoints = prepared.checkpoints;

@@ -18,6 +18,7 @@ use scenarios::Row;
 /// Every scenario, by the name `--scenario` takes.
 pub const SCENARIOS: &[&str] = &[
     "kill9",
+    "worker-crash",
     "conflicts",
     "duplicates",
     "poison",
@@ -32,7 +33,7 @@ pub const SCENARIOS: &[&str] = &[
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChaosArgs {
-    /// Scenarios to run, comma-separated (default: all): kill9, conflicts,
+    /// Scenarios to run, comma-separated (default: all): kill9, worker-crash, conflicts,
     /// duplicates, poison, fuzz, auth, broker (needs --harness), disk-full
     /// (needs root: it mounts a small tmpfs), two-nodes and replace (Kafka only),
     /// cluster (a private 3-node cluster; needs --harness).
@@ -161,6 +162,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let row = match scenario {
                 "kill9" => scenarios::kill9(&backend, args.kills, args.seed).await,
+                "worker-crash" => scenarios::worker_crash(&backend, args.seed).await,
                 "conflicts" => scenarios::conflicts(&backend).await,
                 "duplicates" => scenarios::duplicates(&backend, args.seed).await,
                 "poison" => scenarios::poison(&backend, args.seed).await,

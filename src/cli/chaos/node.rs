@@ -51,6 +51,8 @@ pub struct ChildNode {
     /// Where its stderr goes (beside the data directory's file system).
     pub log: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the next start (a failpoint, say).
+    pub env: Vec<(String, String)>,
     pub client: Client,
 }
 
@@ -76,6 +78,7 @@ impl ChildNode {
         let mut node = Self {
             child: None,
             log: log.to_path_buf(),
+            env: Vec::new(),
             args,
             client: Client::new(&format!("http://127.0.0.1:{port}"), None),
         };
@@ -91,6 +94,7 @@ impl ChildNode {
         let child = Command::new(std::env::current_exe()?)
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -109,6 +113,13 @@ impl ChildNode {
                     self.log.display()
                 )
             })
+    }
+
+    /// Whether the process has exited on its own (a failpoint fired).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().ok().flatten().is_some())
     }
 
     /// SIGKILL: no graceful shutdown.

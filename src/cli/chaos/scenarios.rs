@@ -1161,3 +1161,59 @@ pub async fn cluster(script: &std::path::Path, seed: u64) -> anyhow::Result<Row>
     drop(harness);
     Ok(row)
 }
+
+/// Each projection worker stopped between a batch's DLQ append and its
+/// store commit (the failpoint `projection-batch:<name>`, which aborts the
+/// process as kill -9 would), under load, then the node started again.
+pub async fn worker_crash(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("a projection worker stopped mid-batch (failpoint)", backend);
+    let dir = tempfile::tempdir()?;
+    let mut node = ChildNode::start(
+        &dir.path().join("data"),
+        &dir.path().join("serve.log"),
+        backend,
+        &[],
+    )
+    .await?;
+    node.ready().await?;
+    let client = node.client.clone();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut recoveries = Vec::new();
+    let mut fired = Vec::new();
+    let ledger = under_load(&client, 8, seed, "crash", async {
+        for name in projections::names() {
+            let pass = rng.random_range(5..40);
+            node.env = vec![(
+                "ORDERSTORE_FAILPOINT".into(),
+                format!("projection-batch:{name}:{pass}"),
+            )];
+            node.restart()?; // kill -9, then a start with the failpoint armed
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !node.exited() {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "the {name} failpoint did not fire within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            fired.push(format!("{name} at batch {pass}"));
+            node.env.clear();
+            let started = Instant::now();
+            node.restart()?;
+            node.ready().await?;
+            recoveries.push(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(())
+    })
+    .await?;
+    for took in recoveries {
+        row.recovered(took);
+    }
+    row.faults = fired.len() as u64;
+    row.note = Some(format!("stopped {}", fired.join(", ")));
+    row.ledger(&ledger);
+    node.ready().await?;
+    row.findings(check(&client, &ledger, false).await);
+    Ok(row)
+}
