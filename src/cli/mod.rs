@@ -81,13 +81,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.command_timeout = Duration::from_millis(args.command_timeout_ms);
     config.consistency_timeout = Duration::from_millis(args.consistency_timeout_ms);
     config.sinks = projections::sinks::spec::assemble(&args.sinks, &args.sink_headers)?;
-    let log = api::serve::open_log(&config).await?;
-    let listener = api::serve::bind(config.listen).await?;
-    let server = api::serve::start_with(config, log, listener).await?;
-    // Scripts and tests read this line to find the port.
-    println!("orderstore listening on http://{}", server.addr);
-    server.run_until(shutdown_signal()).await?;
+    let data_dir = config.data_dir.clone();
+    let served = async {
+        let log = api::serve::open_log(&config).await?;
+        let listener = api::serve::bind(config.listen).await?;
+        let server = api::serve::start_with(config, log, listener).await?;
+        // Scripts and tests read this line to find the port.
+        println!("orderstore listening on http://{}", server.addr);
+        server.run_until(shutdown_signal()).await
+    };
+    served
+        .await
+        .map_err(|error| disk_full(&data_dir, error.into()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says in plain words when a node stopped because its disk is full.
+fn disk_full(data_dir: &std::path::Path, error: anyhow::Error) -> anyhow::Error {
+    let text = format!("{error:#}");
+    if text.contains("StorageFull") || text.contains("No space left on device") {
+        anyhow::anyhow!(
+            "the disk of the data directory {} is full; free space and start serve again: every acknowledged command is kept ({text})",
+            data_dir.display()
+        )
+    } else {
+        error
+    }
 }
 
 async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {

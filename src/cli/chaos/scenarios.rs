@@ -866,13 +866,23 @@ pub async fn disk_full(seed: u64) -> anyhow::Result<Row> {
     })
     .await?;
     row.faults = 1;
+    // A node whose disk is full stops (every part of it that writes fails
+    // for good) and says why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !node.exited() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !node.exited() {
+        row.violations
+            .push("the node did not stop within 30 s of its disk filling".into());
+    }
     // What the node said.
     let said = std::fs::read_to_string(&node.log).unwrap_or_default();
     row.note = said
         .lines()
-        .find(|l| l.contains("No space left on device"))
+        .find(|l| l.contains("is full; free space"))
         .map(|l| l.chars().take(400).collect());
-    if !said.contains("No space left on device") {
+    if row.note.is_none() {
         let tail: Vec<&str> = said.lines().rev().take(5).collect();
         row.violations.push(format!(
             "the node's log does not say the disk is full; it ends: {tail:?}"
