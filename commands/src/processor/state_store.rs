@@ -59,6 +59,17 @@ impl StateStore {
             .transpose()
     }
 
+    /// Stores snapshots as the snapshots topic holds them (JSON, already
+    /// checked by the caller), without encoding them again.
+    pub fn save_encoded(&self, snapshots: &[(String, Vec<u8>)]) -> Result<(), CommandsError> {
+        let mut batch = sled::Batch::default();
+        for (order_id, encoded) in snapshots {
+            batch.insert(key(ORDER, order_id.as_bytes()), encoded.as_slice());
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Stores snapshots and the partition's applied offset in one atomic batch.
     /// Not flushed here: a store that lags the log after a crash is restored.
     pub fn save(
