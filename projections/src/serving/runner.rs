@@ -161,12 +161,18 @@ impl Runner {
         let mut build: Option<Build> = None;
         let stop = signal(&stopped);
         tokio::pin!(stop);
+        // Whether the served worker's task has ended (and been awaited):
+        // a finished JoinHandle must not be awaited again.
+        let mut worker_done = false;
         let outcome = loop {
             tokio::select! {
                 _ = &mut stop => break Ok(()),
-                ended = &mut worker.task => break Err(worker_ended(ended).err().unwrap_or_else(
-                    || ServingError::Failed("stopped unexpectedly".into()),
-                )),
+                ended = &mut worker.task => {
+                    worker_done = true;
+                    break Err(worker_ended(ended).err().unwrap_or_else(
+                        || ServingError::Failed("stopped unexpectedly".into()),
+                    ));
+                }
                 Some(request) = requests.recv() => {
                     let answer = match &build {
                         Some(running) => Err(ServingError::Conflict(format!(
@@ -199,6 +205,10 @@ impl Runner {
                 remove_generation(&running.dir).await;
             }
             self.slot.set_rebuilding(None);
+        }
+        if worker_done {
+            // It failed on its own (a full disk, say): its error is the outcome.
+            return outcome;
         }
         match worker.stop().await {
             Err(error) if outcome.is_ok() => Err(error),

@@ -58,6 +58,17 @@ impl Row {
         self.violations.extend(findings.violations);
     }
 
+    /// A node's log must not show a panic, whatever the fault.
+    fn no_panics(&mut self, log: &std::path::Path) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("panicked")) {
+            self.violations.push(format!(
+                "a node panicked: {}",
+                line.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+
     fn recovered(&mut self, took: Duration) {
         self.recovery = Some(self.recovery.map_or(took, |r| r.max(took)));
     }
@@ -119,6 +130,7 @@ pub async fn kill9(backend: &Backend, kills: usize, seed: u64) -> anyhow::Result
     row.ledger(&ledger);
     node.ready().await?;
     row.findings(check(&client, &ledger, false).await);
+    row.no_panics(&node.log);
     Ok(row)
 }
 
@@ -803,6 +815,7 @@ pub async fn broker(script: &std::path::Path, seed: u64) -> anyhow::Result<Row> 
     row.ledger(&ledger);
     node.ready().await?;
     row.findings(check(&client, &ledger, false).await);
+    row.no_panics(&node.log);
     drop(node);
     drop(harness);
     Ok(row)
@@ -900,6 +913,7 @@ pub async fn disk_full(seed: u64) -> anyhow::Result<Row> {
     row.recovered(started.elapsed());
     row.ledger(&ledger);
     row.findings(check(&client, &ledger, false).await);
+    row.no_panics(&node.log);
     // And it takes new commands.
     let after = under_load(&client, 2, seed + 1, "after", async {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -998,6 +1012,8 @@ pub async fn two_nodes(backend: &Backend, rounds: usize, seed: u64) -> anyhow::R
     let mut ledger = ledger_a;
     ledger.acked.extend(ledger_b.acked);
     ledger.orders.extend(ledger_b.orders);
+    row.no_panics(&a.log);
+    row.no_panics(&b.log);
     for client in [&client_a, &client_b] {
         client.ready(Duration::from_secs(120)).await;
         let findings = check(client, &ledger, false).await;
@@ -1081,6 +1097,8 @@ pub async fn replace(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     ledger.orders.extend(after.orders);
     new.ready().await?;
     row.findings(check(&new.client, &ledger, false).await);
+    row.no_panics(&old.log);
+    row.no_panics(&new.log);
     Ok(row)
 }
 
@@ -1167,6 +1185,7 @@ pub async fn cluster(script: &std::path::Path, seed: u64) -> anyhow::Result<Row>
     row.ledger(&ledger);
     node.ready().await?;
     row.findings(check(&client, &ledger, false).await);
+    row.no_panics(&node.log);
     drop(node);
     drop(harness);
     Ok(row)
@@ -1225,5 +1244,6 @@ pub async fn worker_crash(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     row.ledger(&ledger);
     node.ready().await?;
     row.findings(check(&client, &ledger, false).await);
+    row.no_panics(&node.log);
     Ok(row)
 }
