@@ -39,24 +39,27 @@ impl Findings {
 /// `allow_repeated_ids`: the scenario republished events with their ids.
 pub async fn check(client: &Client, ledger: &Ledger, allow_repeated_ids: bool) -> Findings {
     let mut findings = Findings::default();
-    let export = match client
-        .http
-        .get(format!("{}/export", client.base))
-        .bearer_auth(client.token.clone().unwrap_or_default())
-        .timeout(std::time::Duration::from_secs(120))
-        .send()
-        .await
-    {
-        Ok(response) if response.status().is_success() => response.text().await.unwrap_or_default(),
-        Ok(response) => {
-            findings.violation(format!("the export answered {}", response.status()));
-            return findings;
-        }
+    // Commands left in flight by a fault (indeterminate ones) may still be
+    // applied after the workload stops: check once the log is still.
+    let mut export = match read_export(client).await {
+        Ok(text) => text,
         Err(error) => {
-            findings.violation(format!("the export failed: {error}"));
+            findings.violation(error);
             return findings;
         }
     };
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        client.ready(std::time::Duration::from_secs(30)).await;
+        match read_export(client).await {
+            Ok(again) if again.len() == export.len() => break,
+            Ok(again) => export = again,
+            Err(error) => {
+                findings.violation(error);
+                return findings;
+            }
+        }
+    }
     // Per order, its events' (id, sequence) in log order.
     let mut orders: HashMap<String, Vec<(String, u64)>> = HashMap::new();
     let mut ids: HashMap<String, (String, u64)> = HashMap::new();
@@ -149,6 +152,25 @@ pub async fn check(client: &Client, ledger: &Ledger, allow_repeated_ids: bool) -
         }
     }
     findings
+}
+
+/// The whole events topic as the node exports it.
+async fn read_export(client: &Client) -> Result<String, String> {
+    let response = client
+        .http
+        .get(format!("{}/export", client.base))
+        .bearer_auth(client.token.clone().unwrap_or_default())
+        .timeout(std::time::Duration::from_secs(120))
+        .send()
+        .await
+        .map_err(|error| format!("the export failed: {error}"))?;
+    if !response.status().is_success() {
+        return Err(format!("the export answered {}", response.status()));
+    }
+    response
+        .text()
+        .await
+        .map_err(|error| format!("the export broke: {error}"))
 }
 
 async fn verify_read_models(client: &Client, findings: &mut Findings) {

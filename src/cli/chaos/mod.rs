@@ -115,7 +115,6 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("skipping disk-full: it mounts a tmpfs, which needs root");
                 continue;
             }
-            "disk-full" => Some(scenarios::disk_full(args.seed).await),
             _ => None,
         };
         if let Some(row) = single {
@@ -163,6 +162,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             let row = match scenario {
                 "kill9" => scenarios::kill9(&backend, args.kills, args.seed).await,
                 "worker-crash" => scenarios::worker_crash(&backend, args.seed).await,
+                "disk-full" => scenarios::disk_full(&backend, args.seed).await,
                 "conflicts" => scenarios::conflicts(&backend).await,
                 "duplicates" => scenarios::duplicates(&backend, args.seed).await,
                 "poison" => scenarios::poison(&backend, args.seed).await,

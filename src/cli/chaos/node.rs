@@ -104,15 +104,18 @@ impl ChildNode {
 
     /// Waits until `/ready`; answers how long it took.
     pub async fn ready(&self) -> anyhow::Result<Duration> {
-        self.client
-            .ready(Duration::from_secs(120))
-            .await
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the node was not ready within 120 s (its log: {})",
-                    self.log.display()
-                )
-            })
+        match self.client.ready(Duration::from_secs(120)).await {
+            Some(took) => Ok(took),
+            None => {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                // Kept for a look: the scenario's directory goes with it.
+                let kept = std::env::temp_dir()
+                    .join(format!("chaos-not-ready-{}.log", std::process::id()));
+                let _ = std::fs::write(&kept, &log);
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                anyhow::bail!("the node was not ready within 120 s; its log is kept in {}; it ends: {tail:#?}", kept.display())
+            }
+        }
     }
 
     /// Whether the process has exited on its own (a failpoint fired).

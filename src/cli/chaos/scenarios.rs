@@ -824,14 +824,19 @@ pub async fn broker(script: &std::path::Path, seed: u64) -> anyhow::Result<Row> 
 /// The data directory's disk fills up under load (a small tmpfs): the node
 /// says so clearly, nothing acknowledged is lost, nothing is corrupt, and
 /// it serves again once there is room. Needs root (it mounts the tmpfs).
-pub async fn disk_full(seed: u64) -> anyhow::Result<Row> {
-    let backend = Backend::Embedded;
-    let mut row = Row::new("the data directory's disk full", &backend);
+pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("the data directory's disk full", backend);
+    // On Kafka the data directory holds only the state store and the read
+    // models, which fill more slowly: a smaller disk.
+    let size = match backend {
+        Backend::Embedded => "size=40m",
+        Backend::Kafka { .. } => "size=24m",
+    };
     let dir = tempfile::tempdir()?;
     let mount = dir.path().join("disk");
     std::fs::create_dir_all(&mount)?;
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", size, "tmpfs"])
         .arg(&mount)
         .status()?;
     anyhow::ensure!(
