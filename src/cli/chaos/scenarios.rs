@@ -857,7 +857,7 @@ pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     let mut node = ChildNode::start(
         &data,
         &dir.path().join("serve.log"),
-        &backend,
+        backend,
         &["--cache-mb".into(), "16".into()],
     )
     .await?;
