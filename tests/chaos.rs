@@ -49,7 +49,12 @@ fn the_short_fault_suite_finds_no_violation() {
     }
     let kills: Vec<&serde_json::Value> = rows
         .iter()
-        .filter(|r| r["scenario"].as_str().unwrap().starts_with("kill -9 of serve"))
+        .filter(|r| {
+            r["scenario"]
+                .as_str()
+                .unwrap()
+                .starts_with("kill -9 of serve")
+        })
         .collect();
     assert_eq!(kills.len(), 2);
     for row in kills {
