@@ -287,6 +287,16 @@ async fn run_once(
     committer.finish(&progress).await
 }
 
+/// Reads one record of the events topic as an event; the error says why it
+/// cannot be (what a dead letter, a parked sink event or an export records).
+pub fn decode_event(
+    headers: &[domain::Header],
+    payload: Option<&[u8]>,
+) -> Result<RecordedEvent, String> {
+    let payload = payload.ok_or_else(|| "a tombstone on the events topic".to_owned())?;
+    RecordedEvent::decode(headers, payload).map_err(|e| e.to_string())
+}
+
 /// Commits a worker's positions as its consumer group's offsets whenever
 /// they move; a failed commit is retried with the next move or after a
 /// second (the store's checkpoints, not these offsets, are what the worker
@@ -451,14 +461,7 @@ impl<'a> Pending<'a> {
         projection: &dyn Projection,
         stored: &StoredRecord,
     ) -> Result<(), StoreError> {
-        let decoded = stored
-            .record
-            .value
-            .as_deref()
-            .ok_or_else(|| "a tombstone on the events topic".to_owned())
-            .and_then(|payload| {
-                RecordedEvent::decode(&stored.record.headers, payload).map_err(|e| e.to_string())
-            });
+        let decoded = decode_event(&stored.record.headers, stored.record.value.as_deref());
         let event = match decoded {
             Ok(event) => event,
             Err(error) => {

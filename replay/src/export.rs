@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use commands::Topics;
-use domain::RecordedEvent;
 use eventlog::{EventLog, LogError, StoredRecord, TopicPartition};
 
 /// Which events an export writes.
@@ -174,14 +173,10 @@ impl ExportPlan {
                 return None;
             }
         }
-        let decoded = stored
-            .record
-            .value
-            .as_deref()
-            .ok_or_else(|| "a tombstone".to_owned())
-            .and_then(|payload| {
-                RecordedEvent::decode(&stored.record.headers, payload).map_err(|e| e.to_string())
-            });
+        let decoded = projections::worker::decode_event(
+            &stored.record.headers,
+            stored.record.value.as_deref(),
+        );
         let event = match decoded {
             Ok(event) => event,
             Err(error) => {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::RecordedEvent;
 use eventlog::{EventLog, LogConsumer, LogError, StoredRecord, TopicPartition};
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
@@ -22,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::delivery::{self, Outcome, Request};
 use super::store::{ParkedEvent, SinkBatch};
 use super::{SinkError, SinkShared};
+use crate::worker::decode_event;
 
 /// Most events held past the checkpoint of one partition.
 pub const WINDOW: usize = 1000;
@@ -182,15 +182,7 @@ impl State {
         for stored in read.records {
             let offset = stored.offset;
             self.position = self.position.max(offset + 1);
-            let decoded = stored
-                .record
-                .value
-                .as_deref()
-                .ok_or_else(|| "a tombstone on the events topic".to_owned())
-                .and_then(|payload| {
-                    RecordedEvent::decode(&stored.record.headers, payload)
-                        .map_err(|e| format!("cannot read the event: {e}"))
-                });
+            let decoded = decode_event(&stored.record.headers, stored.record.value.as_deref());
             let order_id = match &decoded {
                 Ok(event) => event.envelope.subject.clone(),
                 Err(_) => String::from_utf8(stored.record.key.clone()).unwrap_or_default(),
@@ -415,14 +407,7 @@ impl State {
 
 /// A parked event, queued to be sent again.
 fn requeued(event: ParkedEvent) -> Queued {
-    let request = event
-        .payload
-        .as_deref()
-        .ok_or_else(|| "a tombstone on the events topic".to_owned())
-        .and_then(|payload| {
-            RecordedEvent::decode(&event.headers, payload)
-                .map_err(|e| format!("cannot read the event: {e}"))
-        })
+    let request = decode_event(&event.headers, event.payload.as_deref())
         .map(|decoded| Request::new(&decoded));
     Queued {
         offset: event.offset,

@@ -116,15 +116,7 @@ impl SinkStore {
 
     /// Every parked event, in (order, position) order.
     pub fn parked(&self) -> Result<Vec<ParkedEvent>, StoreError> {
-        self.db
-            .scan_prefix(PARKED)
-            .values()
-            .map(|value| {
-                let value = value?;
-                serde_json::from_slice(&value)
-                    .map_err(|e| StoreError::Corrupt(format!("a parked sink event: {e}")))
-            })
-            .collect()
+        self.parked_under(PARKED.to_vec())
     }
 
     /// The parked events of one order, in log order.
@@ -132,6 +124,10 @@ impl SinkStore {
         let mut prefix = PARKED.to_vec();
         prefix.extend_from_slice(order_id.as_bytes());
         prefix.push(0);
+        self.parked_under(prefix)
+    }
+
+    fn parked_under(&self, prefix: Vec<u8>) -> Result<Vec<ParkedEvent>, StoreError> {
         self.db
             .scan_prefix(prefix)
             .values()
