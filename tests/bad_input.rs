@@ -426,6 +426,8 @@ fn serve_refuses_flags_out_of_range_with_their_bounds() {
         ("--log-format", "xml", "possible values: text, json"),
         ("--cache-mb", "8", "16..=1048576"),
         ("--cache-mb", "lots", "invalid digit"),
+        ("--disk-reserve-mb", "2000000", "0..=1048576"),
+        ("--disk-reserve-mb", "some", "invalid digit"),
     ] {
         let output = orderstore(&["serve", flag, value], dir.path());
         let stderr = String::from_utf8_lossy(&output.stderr);

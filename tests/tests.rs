@@ -12,6 +12,7 @@ mod chaos;
 mod compaction;
 mod conflicts;
 mod dashboard;
+mod disk_reserve;
 mod dlq_cli;
 mod evolution;
 mod export;

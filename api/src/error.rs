@@ -34,6 +34,9 @@ pub struct ApiError {
 
 /// The retry hint of a command refused because the node is not ready.
 pub const RETRY_NOT_READY_MS: u64 = 1000;
+/// The retry hint of a command refused because the disk is under its
+/// reserve: room comes back on an operator's time, not a node's.
+pub const RETRY_DISK_LOW_MS: u64 = 5000;
 
 impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
@@ -113,6 +116,10 @@ impl From<CommandsError> for ApiError {
             not_ready @ CommandsError::NotReady { .. } => Self {
                 retry_after_ms: Some(RETRY_NOT_READY_MS),
                 ..Self::unavailable(not_ready.to_string())
+            },
+            low @ CommandsError::DiskLow(_) => Self {
+                retry_after_ms: Some(RETRY_DISK_LOW_MS),
+                ..Self::unavailable(low.to_string())
             },
             other => Self::internal(other),
         }

@@ -227,7 +227,9 @@ async fn graphql_get(State(http): State<Http>, headers: HeaderMap, uri: Uri) -> 
 /// Ready when the log answers, this node's command processor (if it runs
 /// one) has joined its group, got its assignment and restored it, and
 /// every projection has applied everything in the log. A 503's body says
-/// which condition is missing (`waitingFor`).
+/// which condition is missing (`waitingFor`). It also tells the disk
+/// reserve (`disk`): a node refusing commands for want of room stays ready,
+/// because its reads still work.
 async fn ready(State(http): State<Http>) -> Response {
     let mut waiting_for = Vec::new();
     let processor = http.state.processor.as_ref().map(|status| status.phase());
@@ -257,11 +259,20 @@ async fn ready(State(http): State<Http>) -> Response {
     for (name, events) in &behind {
         waiting_for.push(format!("projection {name}: {events} events behind"));
     }
+    // A disk under its reserve refuses commands but still serves reads, so
+    // it is told here and does not make the node unready.
+    let reserve = &http.state.disk;
+    let disk = serde_json::json!({
+        "freeBytes": reserve.free(),
+        "reserveBytes": reserve.reserve(),
+        "refusingCommands": reserve.check().is_err(),
+    });
     let body = serde_json::json!({
         "ready": waiting_for.is_empty(),
         "waitingFor": waiting_for,
         "processor": processor.map_or_else(|| "not run on this node".to_owned(), |p| p.to_string()),
         "lag": behind,
+        "disk": disk,
     });
     let status = if waiting_for.is_empty() {
         StatusCode::OK
@@ -307,6 +318,7 @@ async fn metrics(State(http): State<Http>, headers: HeaderMap) -> Response {
                 .set_dead_letters(handle.name, letters.len(), age);
         }
     }
+    state.metrics.set_disk(&state.disk);
     for sink in &state.sinks {
         if let Ok(status) = crate::state::sink_status(state, sink).await {
             state.metrics.sinks.set(&status);

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub rebuild_applied: Family<ProjectionLabel, Gauge>,
     pub rebuild_total: Family<ProjectionLabel, Gauge>,
     pub sinks: SinkMetrics,
+    pub disk_free: Gauge,
+    pub disk_reserve: Gauge,
 }
 
 /// Per sink (`serve --sink`): lag, deliveries, retries, parked events.
@@ -189,9 +191,25 @@ impl Default for Metrics {
         );
         let sinks = SinkMetrics::default();
         sinks.register(&mut registry);
+        let disk_free = Gauge::default();
+        let disk_reserve = Gauge::default();
+        registry.register_with_unit(
+            "data_dir_free",
+            "Bytes free on the data directory's disk",
+            prometheus_client::registry::Unit::Bytes,
+            disk_free.clone(),
+        );
+        registry.register_with_unit(
+            "data_dir_reserve",
+            "Commands are refused while the free bytes are under this (--disk-reserve-mb)",
+            prometheus_client::registry::Unit::Bytes,
+            disk_reserve.clone(),
+        );
         Self {
             registry,
             sinks,
+            disk_free,
+            disk_reserve,
             command_latency,
             commands,
             lag_events,
@@ -246,6 +264,14 @@ impl Metrics {
             .get_or_create(&label)
             .set(gauge(applied));
         self.rebuild_total.get_or_create(&label).set(gauge(total));
+    }
+
+    pub fn set_disk(&self, disk: &eventlog::disk::DiskReserve) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if let Some(free) = disk.free() {
+            self.disk_free.set(gauge(free));
+        }
+        self.disk_reserve.set(gauge(disk.reserve()));
     }
 
     pub fn set_partition_lag(&self, name: &str, partition: u32, lag: u64) {

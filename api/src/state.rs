@@ -43,6 +43,8 @@ pub struct AppState {
     pub consistency_timeout: Duration,
     /// This node's command processor, when it runs one (readiness).
     pub processor: Option<Arc<commands::ProcessorStatus>>,
+    /// The data directory's disk reserve (commands, readiness, metrics).
+    pub disk: Arc<eventlog::disk::DiskReserve>,
     /// The CloudEvents HTTP sinks of this node (`serve --sink`).
     pub sinks: Vec<Arc<projections::sinks::Sink>>,
 }

@@ -2,7 +2,8 @@
 //! `Rejected` is the domain's answer (its code, message and field);
 //! `Timeout` says the command may still apply and a retry with the same
 //! idempotency key returns its outcome; `Log`, `Corrupt` and `Stopped` are
-//! internal (logged, answered as INTERNAL or UNAVAILABLE).
+//! internal (logged, answered as INTERNAL or UNAVAILABLE); `NotReady`
+//! and `DiskLow` are definite refusals of a command never sent.
 
 use eventlog::LogError;
 use thiserror::Error;
@@ -42,6 +43,9 @@ pub enum CommandsError {
     /// the command was not sent, so it was not applied.
     #[error("this node is not ready for commands ({phase}) after {waited_ms} ms; the command was not applied: retry")]
     NotReady { phase: String, waited_ms: u128 },
+    /// The data directory's disk is under its reserve: refused unsent.
+    #[error("{0}; the command was not applied: retry once there is room")]
+    DiskLow(eventlog::disk::DiskLow),
 }
 
 impl CommandsError {

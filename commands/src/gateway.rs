@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::{Command, TraceContext};
+use eventlog::disk::DiskReserve;
 use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
 use tokio::sync::oneshot;
 
@@ -42,6 +43,9 @@ pub struct CommandGateway {
     /// This node's processor, when it runs one: commands wait (within
     /// their timeout) until it serves, and are refused unsent otherwise.
     processor: Option<Arc<ProcessorStatus>>,
+    /// The data directory's disk reserve: commands are refused unsent
+    /// while the disk is under it.
+    disk: Option<Arc<DiskReserve>>,
 }
 
 impl CommandGateway {
@@ -52,6 +56,7 @@ impl CommandGateway {
         topics: &Topics,
         timeout: Duration,
         processor: Option<Arc<ProcessorStatus>>,
+        disk: Option<Arc<DiskReserve>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), LogError> {
         let mut assignment = Vec::new();
@@ -70,6 +75,7 @@ impl CommandGateway {
             waiters: Arc::default(),
             timeout,
             processor,
+            disk,
         });
         let instance = gateway.instance.clone();
         let waiters = gateway.waiters.clone();
@@ -111,6 +117,9 @@ impl CommandGateway {
         trace: TraceContext,
     ) -> Result<Accepted, CommandsError> {
         let started = Instant::now();
+        if let Some(disk) = &self.disk {
+            disk.check().map_err(CommandsError::DiskLow)?;
+        }
         if let Some(processor) = &self.processor {
             // Nothing is sent before this node's processor can take it, so
             // a refusal here is definite: the command was not applied.

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod conformance;
+pub mod disk;
 pub mod embedded;
 mod error;
 pub mod failpoint;

@@ -418,6 +418,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 512, env = "ORDERSTORE_CACHE_MB",
           value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
     pub cache_mb: u64,
+    /// Refuse new commands (UNAVAILABLE, with a retry hint) while less than
+    /// this many MiB are free on the data directory's disk, and take them
+    /// again by themselves once there is room; reads keep working. The
+    /// reserve is room for what is already accepted (read models, snapshots,
+    /// sled's rewrites). 0 turns it off: a disk that fills then stops the
+    /// node, losing nothing.
+    #[arg(long, default_value_t = 128, env = "ORDERSTORE_DISK_RESERVE_MB",
+          value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub disk_reserve_mb: u64,
     /// Serve the API and read models without a command processor on this node.
     #[arg(long)]
     pub no_processor: bool,

@@ -68,6 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.topic_prefix = args.topic_prefix;
     config.process_commands = !args.no_processor;
     config.cache_bytes = args.cache_mb << 20;
+    config.disk_reserve_bytes = args.disk_reserve_mb << 20;
     if let Some(bootstrap_servers) = args.kafka {
         config.backend = api::serve::Backend::Kafka(api::serve::KafkaSettings {
             bootstrap_servers,

@@ -62,6 +62,7 @@ async fn send(
         Err(CommandsError::Rejected(_)) => Some("rejected"),
         Err(CommandsError::Timeout { .. }) => Some("timeout"),
         Err(CommandsError::NotReady { .. }) => Some("unavailable"),
+        Err(CommandsError::DiskLow(_)) => Some("disk_low"),
         Err(_) => None,
     };
     if let Some(outcome) = outcome {
@@ -146,6 +147,13 @@ impl Mutation {
         require_admin(ctx)?;
         let state = ctx.data::<Arc<AppState>>()?;
         let (slot, _) = projection_of(state, &name, "name")?;
+        // A generation is a whole new copy of the read model.
+        state.disk.check().map_err(|low| ApiError {
+            retry_after_ms: Some(crate::error::RETRY_DISK_LOW_MS),
+            ..ApiError::unavailable(format!(
+                "{low}; a rebuild writes a new generation beside the served one, so none was started"
+            ))
+        })?;
         let served_version = slot.served().version;
         let target = state
             .rebuilder

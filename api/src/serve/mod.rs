@@ -56,6 +56,9 @@ pub struct ServeConfig {
     /// The sled page-cache budget of the node, shared out to its log, state
     /// store and projections (`eventlog::cache`).
     pub cache_bytes: u64,
+    /// Commands are refused while less than this is free on the data
+    /// directory's disk (`eventlog::disk`); 0 never refuses.
+    pub disk_reserve_bytes: u64,
     /// CloudEvents HTTP sinks: every event POSTed to each receiver
     /// (`--sink NAME=URL`, `sinks/<name>/` in the data directory).
     pub sinks: Vec<projections::sinks::SinkSpec>,
@@ -75,6 +78,7 @@ impl ServeConfig {
             consistency_timeout: Duration::from_secs(5),
             process_commands: true,
             cache_bytes: eventlog::cache::DEFAULT_CACHE_BYTES,
+            disk_reserve_bytes: eventlog::disk::DEFAULT_RESERVE_BYTES,
             sinks: Vec::new(),
         }
     }
@@ -422,11 +426,17 @@ async fn assemble(
     }
 
     let metrics = Arc::new(Metrics::default());
+    let disk = eventlog::disk::DiskReserve::new(dir, config.disk_reserve_bytes);
+    if let Err(refusal) = disk.check() {
+        tracing::warn!("{refusal}");
+    }
+    let disk_watch = tokio::spawn(disk.clone().watch(signal(&stopped)));
     let (gateway, reply_router) = CommandGateway::start(
         log.clone(),
         &topics,
         config.command_timeout,
         processor.clone(),
+        Some(disk.clone()),
         signal(&stopped),
     )
     .await?;
@@ -444,7 +454,11 @@ async fn assemble(
         signal(&stopped),
     )
     .await?;
-    for (name, handle) in [("reply router", reply_router), ("live tail", live_tail)] {
+    for (name, handle) in [
+        ("reply router", reply_router),
+        ("live tail", live_tail),
+        ("disk reserve", disk_watch),
+    ] {
         tasks.push((
             name,
             tokio::spawn(async move { handle.await.map_err(|e| e.to_string()) }),
@@ -463,6 +477,7 @@ async fn assemble(
         metrics,
         consistency_timeout: config.consistency_timeout,
         processor,
+        disk,
         sinks,
     });
     let schemas = schema::Schemas::build(state.clone());

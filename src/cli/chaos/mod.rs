@@ -26,6 +26,7 @@ pub const SCENARIOS: &[&str] = &[
     "auth",
     "broker",
     "disk-full",
+    "disk-full-no-reserve",
     "two-nodes",
     "replace",
     "cluster",
@@ -34,8 +35,8 @@ pub const SCENARIOS: &[&str] = &[
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChaosArgs {
     /// Scenarios to run, comma-separated (default: all): kill9, worker-crash, conflicts,
-    /// duplicates, poison, fuzz, auth, broker (needs --harness), disk-full
-    /// (needs root: it mounts a small tmpfs), two-nodes and replace (Kafka only),
+    /// duplicates, poison, fuzz, auth, broker (needs --harness), disk-full and
+    /// disk-full-no-reserve (need root: they mount a small tmpfs), two-nodes and replace (Kafka only),
     /// cluster (a private 3-node cluster; needs --harness).
     #[arg(long, value_delimiter = ',')]
     pub scenario: Vec<String>,
@@ -111,8 +112,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             },
-            "disk-full" if !scenarios::is_root() => {
-                eprintln!("skipping disk-full: it mounts a tmpfs, which needs root");
+            "disk-full" | "disk-full-no-reserve" if !scenarios::is_root() => {
+                eprintln!("skipping {scenario}: it mounts a tmpfs, which needs root");
                 continue;
             }
             _ => None,
@@ -163,6 +164,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                 "kill9" => scenarios::kill9(&backend, args.kills, args.seed).await,
                 "worker-crash" => scenarios::worker_crash(&backend, args.seed).await,
                 "disk-full" => scenarios::disk_full(&backend, args.seed).await,
+                "disk-full-no-reserve" => {
+                    scenarios::disk_full_no_reserve(&backend, args.seed).await
+                }
                 "conflicts" => scenarios::conflicts(&backend).await,
                 "duplicates" => scenarios::duplicates(&backend, args.seed).await,
                 "poison" => scenarios::poison(&backend, args.seed).await,

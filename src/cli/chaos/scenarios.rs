@@ -821,57 +821,225 @@ pub async fn broker(script: &std::path::Path, seed: u64) -> anyhow::Result<Row> 
     Ok(row)
 }
 
-/// The data directory's disk fills up under load (a small tmpfs): the node
-/// says so clearly, nothing acknowledged is lost, nothing is corrupt, and
-/// it serves again once there is room. Needs root (it mounts the tmpfs).
+/// A small tmpfs for a data directory, unmounted on drop.
+struct Tmpfs {
+    mount: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// On Kafka the data directory holds only the state store and the read
+    /// models, which fill more slowly: a smaller disk.
+    fn for_backend(backend: &Backend) -> anyhow::Result<Self> {
+        let size = match backend {
+            Backend::Embedded => "size=40m",
+            Backend::Kafka { .. } => "size=24m",
+        };
+        let dir = tempfile::tempdir()?;
+        let mount = dir.path().join("disk");
+        std::fs::create_dir_all(&mount)?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", size, "tmpfs"])
+            .arg(&mount)
+            .status()?;
+        anyhow::ensure!(
+            mounted.success(),
+            "cannot mount a tmpfs (the disk-full scenarios need root)"
+        );
+        Ok(Self { mount, _dir: dir })
+    }
+
+    /// Room again: the tmpfs grown to 512 MiB.
+    fn grow(&self) -> anyhow::Result<()> {
+        let grown = std::process::Command::new("mount")
+            .args(["-o", "remount,size=512m"])
+            .arg(&self.mount)
+            .status()?;
+        anyhow::ensure!(grown.success(), "cannot grow the tmpfs");
+        Ok(())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+/// The reserve of the disk-full scenario: a fifth of its small disk.
+const DISK_RESERVE_MB: &str = "8";
+
+/// The data directory's disk fills up under load (a small tmpfs), with the
+/// disk reserve on (as `serve` runs by default): once less than the reserve
+/// is free, commands are refused with UNAVAILABLE and the reserve's words,
+/// the node keeps running and serving reads, and when there is room again
+/// it takes commands by itself, without a restart. Nothing acknowledged is
+/// lost, nothing is corrupt. Needs root (it mounts the tmpfs).
 pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     let mut row = Row::new("the data directory's disk full", backend);
-    // On Kafka the data directory holds only the state store and the read
-    // models, which fill more slowly: a smaller disk.
-    let size = match backend {
-        Backend::Embedded => "size=40m",
-        Backend::Kafka { .. } => "size=24m",
-    };
-    let dir = tempfile::tempdir()?;
-    let mount = dir.path().join("disk");
-    std::fs::create_dir_all(&mount)?;
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", size, "tmpfs"])
-        .arg(&mount)
-        .status()?;
-    anyhow::ensure!(
-        mounted.success(),
-        "cannot mount a tmpfs (the disk-full scenario needs root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(mount.clone());
-    let data = mount.join("data");
+    let disk = Tmpfs::for_backend(backend)?;
+    let log = disk.mount.with_extension("log");
     let mut node = ChildNode::start(
-        &data,
-        &dir.path().join("serve.log"),
+        &disk.mount.join("data"),
+        &log,
         backend,
-        &["--cache-mb".into(), "16".into()],
+        &[
+            "--cache-mb".into(),
+            "16".into(),
+            "--disk-reserve-mb".into(),
+            DISK_RESERVE_MB.into(),
+        ],
     )
     .await?;
     node.ready().await?;
     let client = node.client.clone();
-    let full = Arc::new(AtomicBool::new(false));
+    let ledger = under_load(&client, 8, seed, "full", async {
+        // Until the node says it refuses commands, then 2 s of refusals.
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if refusing_commands(&client).await {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the node did not refuse commands within 240 s (free: {} bytes)",
+                fs_free(&disk.mount)
+            );
+        }
+        Ok(())
+    })
+    .await?;
+    row.faults = 1;
+    if node.exited() {
+        row.violations
+            .push("the node stopped when its disk reached the reserve".into());
+    }
+    // Refused in plain words, with a retry hint.
+    let refusal = client
+        .gql(
+            &workload::mutation("placeOrder", "PlaceOrderInput"),
+            json!({ "input": workload::place_input("disk-full-probe", "probe") }),
+        )
+        .await
+        .unwrap_or_default();
+    let error = &refusal["errors"][0];
+    let words = error["message"].as_str().unwrap_or_default();
+    if error["extensions"]["code"] != "UNAVAILABLE"
+        || !words.contains("--disk-reserve-mb")
+        || error["extensions"]["retryAfterMs"].as_u64().is_none()
+    {
+        row.violations.push(format!(
+            "a command on a full disk was not refused with the reserve's words: {refusal}"
+        ));
+    }
+    row.note = Some(words.chars().take(400).collect());
+    if ledger.codes.get("UNAVAILABLE").copied().unwrap_or(0) == 0 {
+        row.violations
+            .push("no command of the workload was refused for want of room".into());
+    }
+    // Reads go on.
+    if let Some(order) = ledger.orders.first() {
+        let read = client
+            .gql(
+                "query($id: ID!) { order(id: $id) { version } }",
+                json!({ "id": order }),
+            )
+            .await
+            .unwrap_or_default();
+        if read["data"]["order"]["version"].as_u64().is_none() {
+            row.violations
+                .push(format!("a read failed while the disk was full: {read}"));
+        }
+    }
+    // Room again: the same node, not restarted, takes commands.
+    disk.grow()?;
+    let started = Instant::now();
+    let mut recovered = false;
+    while started.elapsed() < Duration::from_secs(30) {
+        if !refusing_commands(&client).await {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if recovered {
+        row.recovered(started.elapsed());
+    } else {
+        row.violations
+            .push("the node still refused commands 30 s after the disk had room".into());
+    }
+    let after = under_load(&client, 2, seed + 1, "after", async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(())
+    })
+    .await?;
+    if after.ok == 0 {
+        row.violations
+            .push("no command succeeded once there was room again".into());
+    }
+    if node.exited() {
+        row.violations
+            .push("the node stopped; it should have waited for room".into());
+    }
+    row.ledger(&ledger);
+    row.ledger(&after);
+    let mut all = ledger;
+    all.acked.extend(after.acked);
+    all.orders.extend(after.orders);
+    row.findings(check(&client, &all, false).await);
+    row.no_panics(&node.log);
+    drop(node);
+    Ok(row)
+}
+
+/// Whether the node says it refuses commands for want of room (`/ready`).
+async fn refusing_commands(client: &Client) -> bool {
+    let Ok(response) = client
+        .http
+        .get(format!("{}/ready", client.base))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    response
+        .json::<serde_json::Value>()
+        .await
+        .is_ok_and(|body| body["disk"]["refusingCommands"] == true)
+}
+
+/// The backstop: the disk fills with the reserve off (`--disk-reserve-mb
+/// 0`), so sled's writes fail. The node stops and says the disk is full in
+/// plain words; started again with room, it serves with nothing lost.
+pub async fn disk_full_no_reserve(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
+    let mut row = Row::new("the data directory's disk full, no reserve", backend);
+    let disk = Tmpfs::for_backend(backend)?;
+    let log = disk.mount.with_extension("log");
+    let mut node = ChildNode::start(
+        &disk.mount.join("data"),
+        &log,
+        backend,
+        &[
+            "--cache-mb".into(),
+            "16".into(),
+            "--disk-reserve-mb".into(),
+            "0".into(),
+        ],
+    )
+    .await?;
+    node.ready().await?;
+    let client = node.client.clone();
     let ledger = under_load(&client, 8, seed, "full", async {
         // Until the disk is full and the node refuses or stops.
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let free = fs_free(&mount);
-            if free < 64 << 10 {
-                full.store(true, Ordering::Relaxed);
+            if fs_free(&disk.mount) < 64 << 10 {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 break;
             }
@@ -907,11 +1075,7 @@ pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
         ));
     }
     // Room again: grow the tmpfs, restart the node, check everything.
-    let grown = std::process::Command::new("mount")
-        .args(["-o", "remount,size=512m"])
-        .arg(&mount)
-        .status()?;
-    anyhow::ensure!(grown.success(), "cannot grow the tmpfs");
+    disk.grow()?;
     let started = Instant::now();
     node.restart()?;
     node.ready().await?;

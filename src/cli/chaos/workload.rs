@@ -154,8 +154,15 @@ impl Client {
 
 const FIELDS: &str = "orderId version events { id sequence }";
 
-fn mutation(name: &str, input: &str) -> String {
+pub fn mutation(name: &str, input: &str) -> String {
     format!("mutation($input: {input}!) {{ {name}(input: $input) {{ {FIELDS} }} }}")
+}
+
+/// The input of the workload's `placeOrder` (36.79 EUR with tax).
+pub fn place_input(order_id: &str, customer: &str) -> Value {
+    json!({ "orderId": order_id, "customerId": customer, "currency": "EUR",
+        "items": [{ "sku": "MUG", "quantity": 2, "unitPrice": "12.50" }, { "sku": "TEA", "quantity": 1, "unitPrice": "8.99" }],
+        "taxRateBps": 825 })
 }
 
 /// The lifecycle steps of an order: (field, input type, variables).
@@ -167,9 +174,7 @@ fn steps(
     let mut steps = vec![(
         "placeOrder",
         "PlaceOrderInput",
-        json!({ "input": { "orderId": order_id, "customerId": customer, "currency": "EUR",
-            "items": [{ "sku": "MUG", "quantity": 2, "unitPrice": "12.50" }, { "sku": "TEA", "quantity": 1, "unitPrice": "8.99" }],
-            "taxRateBps": 825 } }),
+        json!({ "input": place_input(order_id, customer) }),
     )];
     let reference = json!({ "input": { "orderId": order_id } });
     steps.push(("reserveInventory", "OrderRefInput", reference.clone()));
