@@ -1,6 +1,8 @@
 //! The log: a small Kafka-shaped trait (`EventLog`), its embedded backend on
 //! sled, its Kafka backend on rdkafka, the partitioner and the conformance
-//! suite both backends pass. It knows records, not orders.
+//! suite both backends pass. It knows records, not orders. The node's
+//! storage budgets live beside it: the sled page cache (`cache`) and the
+//! data directory's disk reserve (`disk`).
 //!
 //! Only this crate knows how records are stored. It must never acknowledge a
 //! write before it is durable, and never let a reader see part of a

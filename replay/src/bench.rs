@@ -338,11 +338,9 @@ pub async fn raw_sled_group_commit(
     })
 }
 
-/// What `bench restore` measured.
+/// One round of `bench restore`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RestoreReport {
-    pub orders: u64,
-    pub partitions: u32,
+pub struct RestoreRound {
     /// Every commands partition restored at once from the snapshots topic
     /// into a fresh state store, as a node adopting them does.
     pub restore_orders_per_second: f64,
@@ -351,19 +349,35 @@ pub struct RestoreReport {
     pub raw_consumer_orders_per_second: f64,
 }
 
+/// What `bench restore` measured: the rounds after the warm-up, and their
+/// medians.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreReport {
+    pub orders: u64,
+    pub partitions: u32,
+    pub rounds: Vec<RestoreRound>,
+    pub restore_orders_per_second: f64,
+    pub raw_consumer_orders_per_second: f64,
+    /// The median of each round's restore / raw.
+    pub ratio: f64,
+}
+
 /// Writes the latest snapshot of `orders` delivered orders to the
 /// snapshots topic (as the processor would), then times a node's adoption
-/// of every partition (`restore_partition`, all at once) against a raw
-/// consumer reading the same records. The raw read goes first, so the
-/// restore never profits from a warmer cache.
+/// of every partition (`restore_partition`, all at once, into a fresh state
+/// store each round) against a raw consumer reading the same records,
+/// interleaved: a warm-up round, then `rounds` rounds, each the raw read
+/// first, so the restore never profits from a warmer cache.
 pub async fn restore_benchmark(
     log: Arc<dyn EventLog>,
     topics: &Topics,
     dir: &Path,
     orders: u64,
+    rounds: usize,
 ) -> Result<RestoreReport, RebuildError> {
     let partitions = log.partition_count(&topics.snapshots).await?;
     let mut batch = Vec::new();
+    let mut keys = Vec::new();
     for order in 0..orders {
         let events = lifecycle(order, GENERATED_FROM_MICROS + order as i64 * 1000);
         let mut snapshot = commands::Snapshot::empty();
@@ -375,6 +389,7 @@ pub async fn restore_benchmark(
             snapshot.event_offsets.push(order * 5 + i as u64);
         }
         let key = events[0].envelope.subject.clone();
+        keys.push(key.clone());
         let value = serde_json::to_vec(&snapshot)
             .map_err(|e| RebuildError::Io(std::io::Error::other(e)))?;
         batch.push(OutgoingRecord {
@@ -394,23 +409,59 @@ pub async fn restore_benchmark(
     if !batch.is_empty() {
         log.append(batch).await?;
     }
-    // The raw peer.
-    let (_, raw) = raw_consumer(log.as_ref(), &topics.snapshots).await?;
-    // The adoption.
-    let store = commands::StateStore::open(&dir.join("restore-state"))
-        .map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))?;
-    let started = Instant::now();
-    let restores = (0..partitions)
-        .map(|p| commands::processor::restore_partition(log.as_ref(), topics, &store, p));
-    for restored in futures_util::future::join_all(restores).await {
-        restored.map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))?;
+    let mut measured = Vec::new();
+    for round in 0..=rounds.max(1) {
+        // The raw peer.
+        let (_, raw) = raw_consumer(log.as_ref(), &topics.snapshots).await?;
+        // The adoption.
+        let state_dir = dir.join(format!("restore-state-{round}"));
+        let store = commands::StateStore::open(&state_dir)
+            .map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))?;
+        let started = Instant::now();
+        let restores = (0..partitions)
+            .map(|p| commands::processor::restore_partition(log.as_ref(), topics, &store, p));
+        for restored in futures_util::future::join_all(restores).await {
+            restored.map_err(|e| RebuildError::Io(std::io::Error::other(e.to_string())))?;
+        }
+        let restore_elapsed = started.elapsed();
+        // Every order restored, checked outside the timing.
+        let io =
+            |e: commands::CommandsError| RebuildError::Io(std::io::Error::other(e.to_string()));
+        let mut missing = 0;
+        for key in &keys {
+            if store.load(key).map_err(io)?.is_none() {
+                missing += 1;
+            }
+        }
+        if missing > 0 {
+            return Err(RebuildError::Io(std::io::Error::other(format!(
+                "the restore of round {round} missed {missing} of {orders} orders"
+            ))));
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&state_dir);
+        // Round 0 warms the broker's page cache and the code paths up.
+        if round > 0 {
+            measured.push(RestoreRound {
+                restore_orders_per_second: per_second(orders, restore_elapsed),
+                restore_elapsed,
+                raw_consumer_orders_per_second: per_second(orders, raw),
+            });
+        }
     }
-    let restore_elapsed = started.elapsed();
+    let median = |f: &dyn Fn(&RestoreRound) -> f64| {
+        let mut values: Vec<f64> = measured.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or_default()
+    };
     Ok(RestoreReport {
         orders,
         partitions,
-        restore_orders_per_second: per_second(orders, restore_elapsed),
-        restore_elapsed,
-        raw_consumer_orders_per_second: per_second(orders, raw),
+        restore_orders_per_second: median(&|r| r.restore_orders_per_second),
+        raw_consumer_orders_per_second: median(&|r| r.raw_consumer_orders_per_second),
+        ratio: median(&|r| {
+            r.restore_orders_per_second / r.raw_consumer_orders_per_second.max(1e-9)
+        }),
+        rounds: measured,
     })
 }

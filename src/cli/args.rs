@@ -193,6 +193,9 @@ pub enum BenchCommand {
     Restore {
         #[arg(long, default_value_t = 60_000)]
         orders: u64,
+        /// Measured rounds after the warm-up; the medians are reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: u64,
         /// Run on this Kafka cluster (fresh `bench-restore-<id>.*` topics,
         /// left behind) instead of the embedded log.
         #[arg(long)]

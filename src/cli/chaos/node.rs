@@ -113,7 +113,22 @@ impl ChildNode {
                     .join(format!("chaos-not-ready-{}.log", std::process::id()));
                 let _ = std::fs::write(&kept, &log);
                 let tail: Vec<&str> = log.lines().rev().take(8).collect();
-                anyhow::bail!("the node was not ready within 120 s; its log is kept in {}; it ends: {tail:#?}", kept.display())
+                // What it answers now, and whether it still runs.
+                let answer = match self
+                    .client
+                    .http
+                    .get(format!("{}/ready", self.client.base))
+                    .send()
+                    .await
+                {
+                    Ok(response) => format!(
+                        "{} {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    ),
+                    Err(error) => format!("no answer ({error})"),
+                };
+                anyhow::bail!("the node at {} was not ready within 120 s; /ready answers: {answer}; its log is kept in {}; it ends: {tail:#?}", self.client.base, kept.display())
             }
         }
     }

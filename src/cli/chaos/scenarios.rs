@@ -901,7 +901,7 @@ pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            if refusing_commands(&client).await {
+            if refusing_commands(&client).await == Some(true) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 break;
             }
@@ -961,7 +961,7 @@ pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     let started = Instant::now();
     let mut recovered = false;
     while started.elapsed() < Duration::from_secs(30) {
-        if !refusing_commands(&client).await {
+        if refusing_commands(&client).await == Some(false) {
             recovered = true;
             break;
         }
@@ -997,20 +997,17 @@ pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     Ok(row)
 }
 
-/// Whether the node says it refuses commands for want of room (`/ready`).
-async fn refusing_commands(client: &Client) -> bool {
-    let Ok(response) = client
+/// Whether the node says it refuses commands for want of room (`/ready`);
+/// `None` when it does not answer.
+async fn refusing_commands(client: &Client) -> Option<bool> {
+    let response = client
         .http
         .get(format!("{}/ready", client.base))
         .send()
         .await
-    else {
-        return false;
-    };
-    response
-        .json::<serde_json::Value>()
-        .await
-        .is_ok_and(|body| body["disk"]["refusingCommands"] == true)
+        .ok()?;
+    let body = response.json::<serde_json::Value>().await.ok()?;
+    body["disk"]["refusingCommands"].as_bool()
 }
 
 /// The backstop: the disk fills with the reserve off (`--disk-reserve-mb
