@@ -832,8 +832,8 @@ impl Tmpfs {
     /// models, which fill more slowly: a smaller disk.
     fn for_backend(backend: &Backend) -> anyhow::Result<Self> {
         let size = match backend {
-            Backend::Embedded => "size=40m",
-            Backend::Kafka { .. } => "size=24m",
+            Backend::Embedded => "size=48m",
+            Backend::Kafka { .. } => "size=32m",
         };
         let dir = tempfile::tempdir()?;
         let mount = dir.path().join("disk");
@@ -869,8 +869,15 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The reserve of the disk-full scenario: a fifth of its small disk.
-const DISK_RESERVE_MB: &str = "8";
+/// The reserve of the disk-full scenario: a third of its small disk, room
+/// for the read models to catch up on a loaded machine (the projections'
+/// lag is what is written after the last accepted command).
+fn disk_reserve_mb(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Embedded => "16",
+        Backend::Kafka { .. } => "10",
+    }
+}
 
 /// The data directory's disk fills up under load (a small tmpfs), with the
 /// disk reserve on (as `serve` runs by default): once less than the reserve
@@ -890,7 +897,7 @@ pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
             "--cache-mb".into(),
             "16".into(),
             "--disk-reserve-mb".into(),
-            DISK_RESERVE_MB.into(),
+            disk_reserve_mb(backend).into(),
         ],
     )
     .await?;
