@@ -134,3 +134,35 @@ pub fn rebuild_report(kind: RebuildKind, r: &RebuildReport) -> String {
     }
     text
 }
+
+/// A text someone else wrote (a receiver's error page, say) on one line of
+/// at most `max` characters: whitespace runs become one space, and a cut
+/// ends with an ellipsis.
+pub fn one_line(text: &str, max: usize) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() <= max {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_multi_line_error_page_fits_one_line() {
+        let page = "503 Service Unavailable: <html>\n  <body>\n\t<h1>down</h1>\n</body></html>";
+        assert_eq!(
+            one_line(page, 200),
+            "503 Service Unavailable: <html> <body> <h1>down</h1> </body></html>"
+        );
+        let long = "é".repeat(300);
+        let cut = one_line(&long, 10);
+        assert_eq!(cut.chars().count(), 10);
+        assert!(cut.ends_with('…'));
+        assert_eq!(one_line("  short  ", 10), "short");
+    }
+}

@@ -70,7 +70,7 @@ pub async fn run(command: SinkCommand) -> anyhow::Result<ExitCode> {
                     text(&s["parked"]),
                     s["lastError"]
                         .as_str()
-                        .map(|e| format!("  last error: {e}"))
+                        .map(|e| format!("  last error: {}", super::print::one_line(e, 200)))
                         .unwrap_or_default(),
                 );
             }
@@ -94,7 +94,7 @@ pub async fn run(command: SinkCommand) -> anyhow::Result<ExitCode> {
                     text(&p["orderId"]),
                     text(&p["eventType"]),
                     text(&p["sequence"]),
-                    text(&p["error"]),
+                    super::print::one_line(&text(&p["error"]), 200),
                 );
             }
         }
