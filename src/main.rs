@@ -13,9 +13,10 @@ use cli::args::{Commands, LogFormat};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_tracing(format: LogFormat) {
+/// `default` is the filter when RUST_LOG is not set.
+fn init_tracing(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -32,7 +33,12 @@ async fn main() -> ExitCode {
         Commands::Serve(serve) => serve.log_format,
         _ => LogFormat::Text,
     };
-    init_tracing(format);
+    // A benchmark's table is its output: only warnings beside it.
+    let default = match &cli.command {
+        Commands::Bench(_) => "warn",
+        _ => "info,sled=warn",
+    };
+    init_tracing(format, default);
     match cli::run(cli.command).await {
         Ok(code) => code,
         Err(error) => {
