@@ -14,6 +14,7 @@ pub mod disk;
 pub mod embedded;
 mod error;
 pub mod failpoint;
+pub mod flush;
 pub mod kafka;
 mod log;
 pub mod partitioner;

@@ -210,7 +210,7 @@ impl ProjectionStore {
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        eventlog::flush::flush(&self.db).await?;
         Ok(())
     }
 

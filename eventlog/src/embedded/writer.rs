@@ -74,7 +74,7 @@ pub(crate) async fn run(
             }
         }
     }
-    let _ = db.flush_async().await;
+    let _ = crate::flush::flush(&db).await;
 }
 
 /// Applies a group atomically and durably; returns the new high watermarks.
@@ -121,6 +121,6 @@ async fn commit(
         }
     }
     tree.apply_batch(batch)?;
-    db.flush_async().await?;
+    crate::flush::flush(db).await?;
     Ok(highs.into_iter().collect())
 }

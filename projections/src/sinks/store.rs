@@ -178,7 +178,7 @@ impl SinkStore {
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        eventlog::flush::flush(&self.db).await?;
         Ok(())
     }
 }
