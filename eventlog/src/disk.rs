@@ -7,8 +7,10 @@
 //! Elasticsearch's flood-stage watermark, it turns a full disk from a crash
 //! into a refusal a client can retry.
 //!
-//! It is sampled (one `statvfs`) by a task every `SAMPLE_EVERY`, not on
-//! every command. If the reserve is used up all the same (a reserve of 0, or
+//! It is sampled (one `statvfs`) by a task every `SAMPLE_EVERY`, and again
+//! by a check that finds the last sample older than `FRESH_FOR`, so a disk
+//! filling fast (or a watcher starved on a loaded machine) is seen within
+//! that much writing. If the reserve is used up all the same (a reserve of 0, or
 //! a disk filled by something else), sled's writes fail and the node stops
 //! with the words `serve` gives a full disk; every acknowledged command is
 //! kept, and a restart with room serves again.
@@ -23,6 +25,8 @@ use std::time::Duration;
 pub const DEFAULT_RESERVE_BYTES: u64 = 128 << 20;
 /// How often the free space is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+/// How old a sample a check accepts before it asks the file system itself.
+pub const FRESH_FOR: Duration = Duration::from_millis(20);
 
 /// The free space of a data directory's file system against its reserve.
 #[derive(Debug)]
@@ -33,6 +37,9 @@ pub struct DiskReserve {
     /// until a sample succeeds: a file system that cannot be asked is not
     /// taken for a full one).
     free: AtomicU64,
+    /// When the last sample was taken, in ms since `born`.
+    sampled_at: AtomicU64,
+    born: std::time::Instant,
 }
 
 /// A refusal: the disk has less than the reserve free.
@@ -74,6 +81,8 @@ impl DiskReserve {
             dir: dir.to_path_buf(),
             reserve,
             free: AtomicU64::new(u64::MAX),
+            sampled_at: AtomicU64::new(0),
+            born: std::time::Instant::now(),
         });
         disk.sample();
         disk
@@ -81,6 +90,7 @@ impl DiskReserve {
 
     /// Asks the file system again; returns the bytes free.
     pub fn sample(&self) -> u64 {
+        self.sampled_at.store(self.age_ms(), Ordering::Relaxed);
         match fs2::available_space(&self.dir) {
             Ok(free) => {
                 self.free.store(free, Ordering::Relaxed);
@@ -102,9 +112,22 @@ impl DiskReserve {
         self.reserve
     }
 
-    /// `Err` while less than the reserve is free.
+    fn age_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `Err` while less than the reserve is free (asking the file system
+    /// when the last sample is older than `FRESH_FOR`).
     pub fn check(&self) -> Result<(), DiskLow> {
-        let free = self.free.load(Ordering::Relaxed);
+        if self.reserve == 0 {
+            return Ok(());
+        }
+        let last = self.sampled_at.load(Ordering::Relaxed);
+        let free = if self.age_ms().saturating_sub(last) > FRESH_FOR.as_millis() as u64 {
+            self.sample()
+        } else {
+            self.free.load(Ordering::Relaxed)
+        };
         if free < self.reserve {
             Err(DiskLow {
                 dir: self.dir.clone(),

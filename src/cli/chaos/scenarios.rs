@@ -832,8 +832,8 @@ impl Tmpfs {
     /// models, which fill more slowly: a smaller disk.
     fn for_backend(backend: &Backend) -> anyhow::Result<Self> {
         let size = match backend {
-            Backend::Embedded => "size=48m",
-            Backend::Kafka { .. } => "size=32m",
+            Backend::Embedded => "size=96m",
+            Backend::Kafka { .. } => "size=64m",
         };
         let dir = tempfile::tempdir()?;
         let mount = dir.path().join("disk");
@@ -869,13 +869,13 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The reserve of the disk-full scenario: a third of its small disk, room
-/// for the read models to catch up on a loaded machine (the projections'
-/// lag is what is written after the last accepted command).
+/// The reserve of the disk-full scenario: a third of its small disk. After
+/// the last accepted command the node still writes about 10 MiB here (the
+/// read models catching up, sled's own rewrites), more on a loaded machine.
 fn disk_reserve_mb(backend: &Backend) -> &'static str {
     match backend {
-        Backend::Embedded => "16",
-        Backend::Kafka { .. } => "10",
+        Backend::Embedded => "32",
+        Backend::Kafka { .. } => "20",
     }
 }
 
