@@ -103,3 +103,41 @@ fn the_api_holds_no_http_client_progress_bars_or_workload_generator() {
         );
     }
 }
+
+/// Every Rust source file of the workspace (crates, binary, tests), but
+/// not the build output.
+fn workspace_sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                workspace_sources(&path, found);
+            }
+        } else if name.ends_with(".rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_code_calls_sleds_flush_async_but_through_eventlog_flush() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    workspace_sources(root, &mut sources);
+    assert!(sources.len() > 50, "{}", sources.len());
+    let call = [".flush", "_async("].concat();
+    let offenders: Vec<_> = sources
+        .iter()
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .contains(&call)
+        })
+        .map(|path| path.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "sled's flush_async can hang the process (eventlog/src/flush.rs says why); use eventlog::flush::flush in {offenders:?}"
+    );
+}

@@ -286,7 +286,13 @@ impl RecordedEvent {
             ("ce-id", e.id.clone()),
             ("ce-source", e.source.clone()),
             ("ce-type", e.event_type.clone()),
-            ("ce-time", format_time(&e.time)),
+            // As the structured form writes it (the SDK's serde: trailing
+            // zero digits trimmed to ms or s), so a receiver sees one time
+            // whichever mode carried it.
+            (
+                "ce-time",
+                e.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            ),
             ("ce-subject", e.subject.clone()),
             ("ce-correlationid", e.correlation_id.clone()),
             ("ce-causationid", e.causation_id.clone()),

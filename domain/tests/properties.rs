@@ -366,6 +366,24 @@ proptest! {
     }
 }
 
+/// The case proptest found: a time with whole milliseconds, which the
+/// structured form writes as `.135Z`.
+#[test]
+fn the_http_binary_time_is_the_structured_forms_for_whole_milliseconds() {
+    for micros in [
+        3_402_781_613_135_000,
+        3_402_781_613_000_000,
+        3_402_781_613_135_001,
+    ] {
+        let (_, event) =
+            recorded_event(OrderEvent::OrderCancelled { reason: "r".into() }, 1, micros);
+        let json = event.to_cloudevent_json();
+        let (headers, _) = event.to_http_binary();
+        let time = headers.iter().find(|(name, _)| *name == "ce-time").unwrap();
+        assert_eq!(json["time"].as_str(), Some(time.1.as_str()), "{micros}");
+    }
+}
+
 #[test]
 fn unknown_types_and_versions_are_typed_errors() {
     assert_eq!(
