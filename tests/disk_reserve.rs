@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use fs2::FileExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::on_both_backends;
 use crate::support::*;
@@ -15,17 +15,6 @@ use crate::support::*;
 /// Room the filler leaves on either side of the reserve, so other tests
 /// writing to the same disk meanwhile cannot tip it.
 const MARGIN: u64 = 256 << 20;
-
-async fn ready_body(s: &TestServer) -> Value {
-    s.http
-        .get(format!("{}/ready", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 async fn commands_wait_for_room_and_reads_go_on(backend: Backend) {
     let scratch = tempfile::tempdir().unwrap();
@@ -44,7 +33,7 @@ async fn commands_wait_for_room_and_reads_go_on(backend: Backend) {
     .await;
     s.wait_ready().await;
     data(s.gql(PLACE, order_input("before-full", "dee")).await);
-    let body = ready_body(&s).await;
+    let (_, body) = s.ready_body().await;
     assert_eq!(body["disk"]["refusingCommands"], false, "{body}");
     assert_eq!(body["disk"]["reserveBytes"], free - MARGIN, "{body}");
 
@@ -55,7 +44,7 @@ async fn commands_wait_for_room_and_reads_go_on(backend: Backend) {
         Duration::from_secs(10),
         "the node to see the disk full",
         || async {
-            let body = ready_body(&s).await;
+            let (_, body) = s.ready_body().await;
             (body["disk"]["refusingCommands"] == true).then_some(())
         },
     )
@@ -77,18 +66,7 @@ async fn commands_wait_for_room_and_reads_go_on(backend: Backend) {
     assert_eq!(error["extensions"]["retryAfterMs"], 5000, "{refused}");
 
     // The node stays ready, says why it refuses, and serves reads.
-    let (status, body) = {
-        let response = s
-            .http
-            .get(format!("{}/ready", s.base))
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json::<Value>().await.unwrap(),
-        )
-    };
+    let (status, body) = s.ready_body().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["disk"]["refusingCommands"], true, "{body}");
     let read = data(
@@ -134,7 +112,7 @@ async fn commands_wait_for_room_and_reads_go_on(backend: Backend) {
     })
     .await;
     assert_eq!(data(placed)["placeOrder"]["version"], 1);
-    let body = ready_body(&s).await;
+    let (_, body) = s.ready_body().await;
     assert_eq!(body["disk"]["refusingCommands"], false, "{body}");
 }
 

@@ -5,26 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::on_both_backends;
 use crate::support::*;
 
-async fn ready_body(s: &TestServer) -> (u16, Value) {
-    let response = s
-        .http
-        .get(format!("{}/ready", s.base))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 async fn ready_says_what_the_processor_does(backend: Backend) {
     let s = TestServer::start_on(backend, |_| {}).await;
     s.wait_ready().await;
-    let (status, body) = ready_body(&s).await;
+    let (status, body) = s.ready_body().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ready"], true);
     assert_eq!(body["waitingFor"], json!([]));
@@ -40,7 +29,7 @@ async fn ready_says_what_the_processor_does(backend: Backend) {
     })
     .await;
     reader.wait_ready().await;
-    let (status, body) = ready_body(&reader).await;
+    let (status, body) = reader.ready_body().await;
     assert_eq!(
         (status, &body["processor"]),
         (200, &json!("not run on this node"))
@@ -73,7 +62,7 @@ async fn a_node_waiting_for_its_group_is_not_ready_and_refuses_commands_unsent()
     })
     .await;
 
-    let (status, body) = ready_body(&second).await;
+    let (status, body) = second.ready_body().await;
     if stopped.elapsed() < session - Duration::from_secs(2) {
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["ready"], false);

@@ -127,6 +127,18 @@ impl TestServer {
         .await
     }
 
+    /// `/ready`: its status and its body.
+    pub async fn ready_body(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/ready", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     /// The `/metrics` page.
     pub async fn metrics(&self) -> String {
         self.http

@@ -91,7 +91,17 @@ impl ChildNode {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        // The node is what its flags say, and nothing of this shell's
+        // ORDERSTORE_* settings: `serve` reads ORDERSTORE_KAFKA, so an
+        // "embedded" node started from a shell (or CI) that exports it
+        // would run on that cluster, under the shared default prefix.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ORDERSTORE_") {
+                command.env_remove(&name);
+            }
+        }
+        let child = command
             .args(&self.args)
             .env("RUST_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -849,6 +849,25 @@ impl Tmpfs {
         Ok(Self { mount, _dir: dir })
     }
 
+    /// A ready `serve` with its data directory here (a small cache, and
+    /// this disk reserve in MiB); its log beside the mount.
+    async fn node(&self, backend: &Backend, reserve_mb: &str) -> anyhow::Result<ChildNode> {
+        let node = ChildNode::start(
+            &self.mount.join("data"),
+            &self.mount.with_extension("log"),
+            backend,
+            &[
+                "--cache-mb".into(),
+                "16".into(),
+                "--disk-reserve-mb".into(),
+                reserve_mb.into(),
+            ],
+        )
+        .await?;
+        node.ready().await?;
+        Ok(node)
+    }
+
     /// Room again: the tmpfs grown to 512 MiB.
     fn grow(&self) -> anyhow::Result<()> {
         let grown = std::process::Command::new("mount")
@@ -888,20 +907,7 @@ fn disk_reserve_mb(backend: &Backend) -> &'static str {
 pub async fn disk_full(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     let mut row = Row::new("the data directory's disk full", backend);
     let disk = Tmpfs::for_backend(backend)?;
-    let log = disk.mount.with_extension("log");
-    let mut node = ChildNode::start(
-        &disk.mount.join("data"),
-        &log,
-        backend,
-        &[
-            "--cache-mb".into(),
-            "16".into(),
-            "--disk-reserve-mb".into(),
-            disk_reserve_mb(backend).into(),
-        ],
-    )
-    .await?;
-    node.ready().await?;
+    let mut node = disk.node(backend, disk_reserve_mb(backend)).await?;
     let client = node.client.clone();
     let ledger = under_load(&client, 8, seed, "full", async {
         // Until the node says it refuses commands, then 2 s of refusals.
@@ -1023,20 +1029,7 @@ async fn refusing_commands(client: &Client) -> Option<bool> {
 pub async fn disk_full_no_reserve(backend: &Backend, seed: u64) -> anyhow::Result<Row> {
     let mut row = Row::new("the data directory's disk full, no reserve", backend);
     let disk = Tmpfs::for_backend(backend)?;
-    let log = disk.mount.with_extension("log");
-    let mut node = ChildNode::start(
-        &disk.mount.join("data"),
-        &log,
-        backend,
-        &[
-            "--cache-mb".into(),
-            "16".into(),
-            "--disk-reserve-mb".into(),
-            "0".into(),
-        ],
-    )
-    .await?;
-    node.ready().await?;
+    let mut node = disk.node(backend, "0").await?;
     let client = node.client.clone();
     let ledger = under_load(&client, 8, seed, "full", async {
         // Until the disk is full and the node refuses or stops.
@@ -1102,21 +1095,10 @@ pub async fn disk_full_no_reserve(backend: &Backend, seed: u64) -> anyhow::Resul
     Ok(row)
 }
 
-/// Bytes free on the file system holding `path`.
+/// Bytes free on the file system holding `path` (`u64::MAX` when it
+/// cannot be asked).
 fn fs_free(path: &std::path::Path) -> u64 {
-    let output = std::process::Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(path)
-        .output();
-    output
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .nth(1)
-                .and_then(|l| l.trim().parse().ok())
-        })
-        .unwrap_or(u64::MAX)
+    fs2::available_space(path).unwrap_or(u64::MAX)
 }
 
 /// Whether this process may mount a tmpfs.
