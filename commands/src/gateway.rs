@@ -164,7 +164,9 @@ impl CommandGateway {
         };
         // One deadline bounds the whole mutation: the append and the reply.
         let deadline = started + self.timeout;
-        let append = self.log.append(vec![OutgoingRecord {
+        // Unsynced: the command becomes durable with the processor's commit
+        // of its reply, and nothing is answered before that commit.
+        let append = self.log.append_unsynced(vec![OutgoingRecord {
             topic: self.commands.clone(),
             partition: None,
             record,

@@ -85,13 +85,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         open.push(db);
     }
     let mut keys = 0u64;
-    for db in &open {
-        for name in db.tree_names() {
-            for item in db.open_tree(name)?.iter() {
-                item?;
+    // Logical bytes by database and kind of key (its leading printable
+    // bytes up to a digit: a tag and a table name, or a topic), to see what
+    // the bytes are.
+    let mut kinds: std::collections::BTreeMap<(String, String), (u64, u64, u64)> =
+        Default::default();
+    for (db, path) in open.iter().zip(&found) {
+        let name = path
+            .strip_prefix(&dir)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        for tree in db.tree_names() {
+            for item in db.open_tree(tree)?.iter() {
+                let (key, value) = item?;
                 keys += 1;
+                let kind: String = key
+                    .iter()
+                    .take_while(|b| b.is_ascii_graphic() && !b.is_ascii_digit())
+                    .take(24)
+                    .map(|&b| b as char)
+                    .collect();
+                let entry = kinds.entry((name.clone(), kind)).or_default();
+                entry.0 += 1;
+                entry.1 += key.len() as u64;
+                entry.2 += value.len() as u64;
             }
         }
+    }
+    println!("| database | kind of key | entries | key MiB | value MiB | bytes per entry |");
+    println!("|---|---|---|---|---|---|");
+    for ((db, kind), (n, k, v)) in &kinds {
+        println!(
+            "| {db} | {kind} | {n} | {:.1} | {:.1} | {} |",
+            *k as f64 / 1048576.0,
+            *v as f64 / 1048576.0,
+            (k + v) / n.max(&1)
+        );
     }
     println!(
         "after reading all {keys} keys once: RSS {} MiB (anon {} MiB), peak {} MiB",

@@ -62,6 +62,7 @@ pub async fn run_all(log: &dyn EventLog, prefix: &str) {
     a_reader_at_rest_is_at_the_end_past_markers_and_aborted_records(log, prefix).await;
     open_transactions_are_invisible_to_consumers(log, prefix).await;
     a_waiting_consumer_wakes_on_new_records(log, prefix).await;
+    unsynced_appends_are_read_in_offset_order_with_synced_ones(log, prefix).await;
     offsets_for_times_find_the_first_record_at_or_after(log, prefix).await;
     a_compacted_topic_keeps_the_latest_value_per_key(log, prefix).await;
     unknown_topics_and_partitions_are_errors(log, prefix).await;
@@ -375,6 +376,38 @@ pub async fn a_waiting_consumer_wakes_on_new_records(log: &dyn EventLog, prefix:
         polled.unwrap().len(),
         1,
         "the waiting consumer missed a record"
+    );
+}
+
+pub async fn unsynced_appends_are_read_in_offset_order_with_synced_ones(
+    log: &dyn EventLog,
+    prefix: &str,
+) {
+    let out = topic(log, format!("{prefix}.unsynced"), 1, false).await;
+    let tp = TopicPartition::new(&out, 0);
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp.clone(), 0)]).await.unwrap();
+    let first = log
+        .append_unsynced(vec![to(&out, record("k", "u0", 1))])
+        .await
+        .unwrap();
+    assert_eq!(first[0].offset, 0);
+    // Readable once the call returns, before any durable write follows it.
+    let read = consumer.poll(10, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(read.len(), 1, "an unsynced append was not readable");
+    assert_eq!(read[0].record.value.as_deref(), Some(&b"u0"[..]));
+    let second = log
+        .append(vec![to(&out, record("k", "s1", 2))])
+        .await
+        .unwrap();
+    let third = log
+        .append_unsynced(vec![to(&out, record("k", "u2", 3))])
+        .await
+        .unwrap();
+    assert_eq!((second[0].offset, third[0].offset), (1, 2));
+    assert_eq!(
+        values_from_start(log, &tp).await,
+        vec![b"u0".to_vec(), b"s1".to_vec(), b"u2".to_vec()]
     );
 }
 

@@ -28,6 +28,22 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// durable, with where each landed (same order as given).
     async fn append(&self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError>;
 
+    /// Appends records that become durable with the log's next durable
+    /// write, and returns once readers can see them. For a writer that
+    /// acknowledges nothing until a later durable write of its own: the
+    /// gateway's commands, which a client learns the outcome of only from a
+    /// reply the processor commits after reading them (a durable commit makes
+    /// every record before it durable too). After a crash such a record may
+    /// be gone, and then nothing that depended on it was committed. The
+    /// embedded log skips the record's own flush (one flush per command
+    /// instead of two); Kafka has no such write, and appends as `append`.
+    async fn append_unsynced(
+        &self,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Position>, LogError> {
+        self.append(records).await
+    }
+
     /// Claims this handle's transactional identity (Kafka: init_transactions),
     /// fencing a previous owner and aborting its open transaction. A writer
     /// calls it before reading the state it will write on.

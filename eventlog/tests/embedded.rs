@@ -65,6 +65,42 @@ async fn acknowledged_records_survive_a_reopen() {
     assert_eq!(positions[0].offset + 1, high);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsynced_appends_are_durable_with_the_next_durable_write() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        log.create_topic(&TopicSpec {
+            name: "t".into(),
+            partitions: 1,
+            compacted: false,
+            retention_ms: None,
+        })
+        .await
+        .unwrap();
+        log.append_unsynced((0..50).map(rec).collect())
+            .await
+            .unwrap();
+        // The durable write after them carries them to disk.
+        log.append(vec![rec(50)]).await.unwrap();
+    }
+    let log = reopen(dir.path()).await;
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(log.watermarks(&tp).await.unwrap(), (0, 51));
+    let mut consumer = log.consumer().await.unwrap();
+    consumer.assign(vec![(tp, 0)]).await.unwrap();
+    let mut read = Vec::new();
+    while read.len() < 51 {
+        let batch = consumer.poll(100, Duration::from_secs(10)).await.unwrap();
+        assert!(!batch.is_empty(), "read {} of 51", read.len());
+        read.extend(batch);
+    }
+    for (i, stored) in read.iter().enumerate() {
+        assert_eq!(stored.offset, i as u64);
+        assert_eq!(stored.record, rec(i as u64).record);
+    }
+}
+
 async fn reopen(path: &std::path::Path) -> EmbeddedLog {
     for _ in 0..100 {
         match EmbeddedLog::open(path) {

@@ -60,8 +60,9 @@ struct Shared {
     tree: sled::Tree,
     topics: RwLock<HashMap<String, TopicMeta>>,
     assigned: Mutex<Assigned>,
-    /// High watermarks of durable data: what readers may see. The writer
-    /// raises them after each flush, before it wakes consumers.
+    /// High watermarks: what readers may see. The writer raises them after
+    /// each flush, before it wakes consumers, or, for a group of only
+    /// unsynced appends (`append_unsynced`), once it is applied.
     durable: Arc<RwLock<HashMap<PartitionId, u64>>>,
     writes: mpsc::UnboundedSender<WriteRequest>,
     /// Bumped after every durable commit; consumers wait on it.
@@ -232,6 +233,55 @@ impl EmbeddedLog {
         Ok(out)
     }
 
+    /// Appends outside any transaction; `sync`: acknowledged once durable,
+    /// else once applied (durable with the next flush, `append_unsynced`).
+    async fn append_with(
+        &self,
+        records: Vec<OutgoingRecord>,
+        sync: bool,
+    ) -> Result<Vec<Position>, LogError> {
+        let placed: Vec<_> = records
+            .into_iter()
+            .map(|r| self.place(&r).map(|(meta, partition)| (meta, partition, r)))
+            .collect::<Result<_, _>>()?;
+        let (done, outcome) = oneshot::channel();
+        let positions;
+        {
+            // Offsets are assigned and the request queued under one lock, so
+            // the writer applies records in offset order.
+            let mut assigned = self.shared.assigned.lock().map_err(lock_error)?;
+            let busy = placed
+                .iter()
+                .find(|(m, p, _)| assigned.held.contains(&(m.id, *p)));
+            if let Some((_, partition, record)) = busy {
+                return Err(LogError::PartitionBusy {
+                    topic: record.topic.clone(),
+                    partition: *partition,
+                });
+            }
+            let mut with_offsets = Vec::with_capacity(placed.len());
+            for (meta, partition, record) in placed {
+                let next = assigned.next.entry((meta.id, partition)).or_insert(0);
+                with_offsets.push((meta, partition, *next, record));
+                *next += 1;
+            }
+            positions = with_offsets
+                .iter()
+                .map(|(_, p, o, _)| Position {
+                    partition: *p,
+                    offset: *o,
+                })
+                .collect();
+            self.submit(WriteRequest {
+                writes: Self::writes_for(with_offsets),
+                sync,
+                done,
+            })?;
+        }
+        outcome.await.map_err(|_| LogError::Closed)??;
+        Ok(positions)
+    }
+
     fn submit(&self, request: WriteRequest) -> Result<(), LogError> {
         self.shared
             .writes
@@ -337,45 +387,14 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn append(&self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError> {
-        let placed: Vec<_> = records
-            .into_iter()
-            .map(|r| self.place(&r).map(|(meta, partition)| (meta, partition, r)))
-            .collect::<Result<_, _>>()?;
-        let (done, outcome) = oneshot::channel();
-        let positions;
-        {
-            // Offsets are assigned and the request queued under one lock, so
-            // the writer applies records in offset order.
-            let mut assigned = self.shared.assigned.lock().map_err(lock_error)?;
-            let busy = placed
-                .iter()
-                .find(|(m, p, _)| assigned.held.contains(&(m.id, *p)));
-            if let Some((_, partition, record)) = busy {
-                return Err(LogError::PartitionBusy {
-                    topic: record.topic.clone(),
-                    partition: *partition,
-                });
-            }
-            let mut with_offsets = Vec::with_capacity(placed.len());
-            for (meta, partition, record) in placed {
-                let next = assigned.next.entry((meta.id, partition)).or_insert(0);
-                with_offsets.push((meta, partition, *next, record));
-                *next += 1;
-            }
-            positions = with_offsets
-                .iter()
-                .map(|(_, p, o, _)| Position {
-                    partition: *p,
-                    offset: *o,
-                })
-                .collect();
-            self.submit(WriteRequest {
-                writes: Self::writes_for(with_offsets),
-                done,
-            })?;
-        }
-        outcome.await.map_err(|_| LogError::Closed)??;
-        Ok(positions)
+        self.append_with(records, true).await
+    }
+
+    async fn append_unsynced(
+        &self,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Position>, LogError> {
+        self.append_with(records, false).await
     }
 
     async fn init_transactions(&self) -> Result<(), LogError> {
@@ -442,7 +461,11 @@ impl EventLog for EmbeddedLog {
     async fn commit_offsets(&self, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
         let writes = self.group_writes(&offsets)?;
         let (done, outcome) = oneshot::channel();
-        self.submit(WriteRequest { writes, done })?;
+        self.submit(WriteRequest {
+            writes,
+            sync: true,
+            done,
+        })?;
         outcome.await.map_err(|_| LogError::Closed)??;
         Ok(())
     }

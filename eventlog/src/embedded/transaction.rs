@@ -99,7 +99,11 @@ impl LogTransaction for EmbeddedTransaction {
         all.extend(offsets);
         writes.extend(self.log.group_writes(&all)?);
         let (done, outcome) = oneshot::channel();
-        let submitted = self.log.submit(WriteRequest { writes, done });
+        let submitted = self.log.submit(WriteRequest {
+            writes,
+            sync: true,
+            done,
+        });
         let result = match submitted {
             Ok(()) => outcome.await.map_err(|_| LogError::Closed).and_then(|r| r),
             Err(error) => Err(error),

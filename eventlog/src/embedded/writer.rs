@@ -1,6 +1,10 @@
 //! The single writer of the embedded log: group commit. It takes every
 //! request waiting, applies them in one atomic sled batch, flushes once,
 //! raises the high watermarks, wakes consumers, and only then acknowledges.
+//! A group of only unsynced requests (`EventLog::append_unsynced`) is not
+//! flushed: it is readable and acknowledged once applied, and the next
+//! flush makes it durable. That saves a lightly loaded node one flush per
+//! command; under load a group holds both kinds and shares one flush.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -31,6 +35,8 @@ pub(crate) enum Write {
 #[derive(Debug)]
 pub(crate) struct WriteRequest {
     pub(crate) writes: Vec<Write>,
+    /// Acknowledge only once durable (false: once applied).
+    pub(crate) sync: bool,
     pub(crate) done: oneshot::Sender<Result<(), LogError>>,
 }
 
@@ -49,40 +55,55 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let outcome = commit(&db, &tree, &group).await;
-        match outcome {
-            Ok(highs) => {
-                if let Ok(mut durable) = durable.write() {
-                    for (id, high) in highs {
-                        let entry = durable.entry(id).or_insert(0);
-                        *entry = (*entry).max(high);
-                    }
-                }
-                notify.send_modify(|generation| *generation += 1);
-                for request in group {
-                    let _ = request.done.send(Ok(()));
-                }
-            }
+        let applied = apply(&tree, &group);
+        let highs = match applied {
+            Ok(highs) => highs,
             Err(error) => {
-                tracing::error!(%error, "embedded log write failed");
-                let message = error.to_string();
-                for request in group {
-                    let _ = request
-                        .done
-                        .send(Err(LogError::WriteFailed(message.clone())));
-                }
+                fail(group, &error);
+                continue;
             }
+        };
+        // A group with a durable request is flushed, and all of it becomes
+        // readable and acknowledged after the flush, as one. A group of only
+        // unsynced requests is readable and acknowledged once applied: the
+        // next flush makes it durable.
+        if group.iter().any(|r| r.sync) {
+            if let Err(error) = crate::flush::flush(&db).await {
+                fail(group, &LogError::from(error));
+                continue;
+            }
+        }
+        raise(&durable, highs);
+        notify.send_modify(|generation| *generation += 1);
+        for request in group {
+            let _ = request.done.send(Ok(()));
         }
     }
     let _ = crate::flush::flush(&db).await;
 }
 
-/// Applies a group atomically and durably; returns the new high watermarks.
-async fn commit(
-    db: &sled::Db,
-    tree: &sled::Tree,
-    group: &[WriteRequest],
-) -> Result<Vec<(PartitionId, u64)>, LogError> {
+fn raise(durable: &RwLock<HashMap<PartitionId, u64>>, highs: Vec<(PartitionId, u64)>) {
+    if let Ok(mut durable) = durable.write() {
+        for (id, high) in highs {
+            let entry = durable.entry(id).or_insert(0);
+            *entry = (*entry).max(high);
+        }
+    }
+}
+
+fn fail(group: Vec<WriteRequest>, error: &LogError) {
+    tracing::error!(%error, "embedded log write failed");
+    let message = error.to_string();
+    for request in group {
+        let _ = request
+            .done
+            .send(Err(LogError::WriteFailed(message.clone())));
+    }
+}
+
+/// Applies a group in one atomic batch (not yet durable); returns the new
+/// high watermarks.
+fn apply(tree: &sled::Tree, group: &[WriteRequest]) -> Result<Vec<(PartitionId, u64)>, LogError> {
     let mut batch = sled::Batch::default();
     let mut highs: HashMap<PartitionId, u64> = HashMap::new();
     // Latest offset per compaction key within this group, ahead of the tree.
@@ -121,6 +142,5 @@ async fn commit(
         }
     }
     tree.apply_batch(batch)?;
-    crate::flush::flush(db).await?;
     Ok(highs.into_iter().collect())
 }
