@@ -80,7 +80,12 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
         partition: &TopicPartition,
     ) -> Result<Option<u64>, LogError>;
 
-    /// Commits consumer group positions (outside any transaction).
+    /// Commits consumer group positions outside any transaction: a progress
+    /// report, what tools read a group's lag from. The embedded log makes
+    /// it durable with its next durable write, so a crash may lose the last
+    /// report; a writer that resumes from its positions commits them in its
+    /// transaction instead (the processor), or keeps its own checkpoints
+    /// (projection workers and sinks).
     async fn commit_offsets(&self, offsets: Vec<GroupOffset>) -> Result<(), LogError>;
 
     /// A consumer that reads committed records only (read_committed).

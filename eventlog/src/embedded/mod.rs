@@ -461,9 +461,10 @@ impl EventLog for EmbeddedLog {
     async fn commit_offsets(&self, offsets: Vec<GroupOffset>) -> Result<(), LogError> {
         let writes = self.group_writes(&offsets)?;
         let (done, outcome) = oneshot::channel();
+        // A progress report, durable with the next flush (see the trait).
         self.submit(WriteRequest {
             writes,
-            sync: true,
+            sync: false,
             done,
         })?;
         outcome.await.map_err(|_| LogError::Closed)??;

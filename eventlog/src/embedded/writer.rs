@@ -1,10 +1,12 @@
 //! The single writer of the embedded log: group commit. It takes every
 //! request waiting, applies them in one atomic sled batch, flushes once,
 //! raises the high watermarks, wakes consumers, and only then acknowledges.
-//! A group of only unsynced requests (`EventLog::append_unsynced`) is not
-//! flushed: it is readable and acknowledged once applied, and the next
-//! flush makes it durable. That saves a lightly loaded node one flush per
-//! command; under load a group holds both kinds and shares one flush.
+//! A group of only unsynced requests (`EventLog::append_unsynced`, and
+//! consumer-group progress reports, `commit_offsets`) is not flushed: it is
+//! readable and acknowledged once applied, and the next flush makes it
+//! durable. That saves a lightly loaded node one flush per command and one
+//! per projection batch; under load a group holds both kinds and shares
+//! one flush.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -101,14 +103,28 @@ fn fail(group: Vec<WriteRequest>, error: &LogError) {
     }
 }
 
-/// Applies a group in one atomic batch (not yet durable); returns the new
-/// high watermarks.
+/// Applies a group (not yet durable): its records and the offsets of its
+/// transactions in one atomic batch, progress reports as plain inserts;
+/// returns the new high watermarks.
 fn apply(tree: &sled::Tree, group: &[WriteRequest]) -> Result<Vec<(PartitionId, u64)>, LogError> {
     let mut batch = sled::Batch::default();
     let mut highs: HashMap<PartitionId, u64> = HashMap::new();
     // Latest offset per compaction key within this group, ahead of the tree.
     let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
-    for write in group.iter().flat_map(|r| &r.writes) {
+    let mut batched = false;
+    for (write, sync) in group
+        .iter()
+        .flat_map(|r| r.writes.iter().map(move |w| (w, r.sync)))
+    {
+        if let (Write::GroupOffset { key, next_offset }, false) = (write, sync) {
+            // A progress report (`commit_offsets`) needs no atomicity with
+            // anything: a plain insert. sled 0.34's `apply_batch` writes out
+            // and syncs its I/O buffer on every call (`pin_log` rolls it),
+            // which is what a batch of reports alone would cost.
+            tree.insert(key.as_slice(), &next_offset.to_be_bytes())?;
+            continue;
+        }
+        batched = true;
         match write {
             Write::Record {
                 topic_id,
@@ -141,6 +157,8 @@ fn apply(tree: &sled::Tree, group: &[WriteRequest]) -> Result<Vec<(PartitionId, 
             }
         }
     }
-    tree.apply_batch(batch)?;
+    if batched {
+        tree.apply_batch(batch)?;
+    }
     Ok(highs.into_iter().collect())
 }
