@@ -104,14 +104,34 @@ fn fail(group: Vec<WriteRequest>, error: &LogError) {
 }
 
 /// Applies a group (not yet durable): its records and the offsets of its
-/// transactions in one atomic batch, progress reports as plain inserts;
-/// returns the new high watermarks.
+/// transactions in one atomic batch, progress reports as plain inserts
+/// (and a group of only unsynced single records too); returns the new high
+/// watermarks.
 fn apply(tree: &sled::Tree, group: &[WriteRequest]) -> Result<Vec<(PartitionId, u64)>, LogError> {
     let mut batch = sled::Batch::default();
     let mut highs: HashMap<PartitionId, u64> = HashMap::new();
     // Latest offset per compaction key within this group, ahead of the tree.
     let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut batched = false;
+    // A group of only unsynced requests, each one plain record (the
+    // gateway's commands) or progress reports, is written as plain inserts,
+    // in offset order: no request needs atomicity, and sled recovers a
+    // prefix of its writes. In a group with anything else, records go in
+    // the batch, so no record is written ahead of an earlier offset.
+    let plain = group.iter().all(|r| {
+        !r.sync
+            && (r
+                .writes
+                .iter()
+                .all(|w| matches!(w, Write::GroupOffset { .. }))
+                || matches!(
+                    r.writes.as_slice(),
+                    [Write::Record {
+                        compacted: false,
+                        ..
+                    }]
+                ))
+    });
     for (write, sync) in group
         .iter()
         .flat_map(|r| r.writes.iter().map(move |w| (w, r.sync)))
@@ -122,6 +142,25 @@ fn apply(tree: &sled::Tree, group: &[WriteRequest]) -> Result<Vec<(PartitionId, 
             // and syncs its I/O buffer on every call (`pin_log` rolls it),
             // which is what a batch of reports alone would cost.
             tree.insert(key.as_slice(), &next_offset.to_be_bytes())?;
+            continue;
+        }
+        if let (
+            Write::Record {
+                topic_id,
+                partition,
+                offset,
+                record,
+                ..
+            },
+            true,
+        ) = (write, plain)
+        {
+            tree.insert(
+                keys::log_key(*topic_id, *partition, *offset),
+                keys::encode_record(record),
+            )?;
+            let high = highs.entry((*topic_id, *partition)).or_insert(0);
+            *high = (*high).max(offset + 1);
             continue;
         }
         batched = true;
