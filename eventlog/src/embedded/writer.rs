@@ -103,21 +103,16 @@ fn fail(group: Vec<WriteRequest>, error: &LogError) {
     }
 }
 
-/// Applies a group (not yet durable): its records and the offsets of its
-/// transactions in one atomic batch, progress reports as plain inserts
-/// (and a group of only unsynced single records too); returns the new high
-/// watermarks.
+/// Applies a group (not yet durable); returns the new high watermarks.
+/// Records and the offsets of transactions go in one atomic batch. A
+/// progress report (`commit_offsets`) needs no atomicity with anything and
+/// is a plain insert; so is every record of a group of only unsynced single
+/// records (the gateway's commands), in offset order, as sled recovers a
+/// prefix of its writes. Plain inserts are what it saves: sled 0.34's
+/// `apply_batch` writes out and syncs its I/O buffer on every call
+/// (`pin_log` rolls it). In any other group records stay in the batch, so
+/// no record is written ahead of an earlier offset.
 fn apply(tree: &sled::Tree, group: &[WriteRequest]) -> Result<Vec<(PartitionId, u64)>, LogError> {
-    let mut batch = sled::Batch::default();
-    let mut highs: HashMap<PartitionId, u64> = HashMap::new();
-    // Latest offset per compaction key within this group, ahead of the tree.
-    let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut batched = false;
-    // A group of only unsynced requests, each one plain record (the
-    // gateway's commands) or progress reports, is written as plain inserts,
-    // in offset order: no request needs atomicity, and sled recovers a
-    // prefix of its writes. In a group with anything else, records go in
-    // the batch, so no record is written ahead of an earlier offset.
     let plain = group.iter().all(|r| {
         !r.sync
             && (r
@@ -132,67 +127,51 @@ fn apply(tree: &sled::Tree, group: &[WriteRequest]) -> Result<Vec<(PartitionId, 
                     }]
                 ))
     });
-    for (write, sync) in group
-        .iter()
-        .flat_map(|r| r.writes.iter().map(move |w| (w, r.sync)))
-    {
-        if let (Write::GroupOffset { key, next_offset }, false) = (write, sync) {
-            // A progress report (`commit_offsets`) needs no atomicity with
-            // anything: a plain insert. sled 0.34's `apply_batch` writes out
-            // and syncs its I/O buffer on every call (`pin_log` rolls it),
-            // which is what a batch of reports alone would cost.
-            tree.insert(key.as_slice(), &next_offset.to_be_bytes())?;
-            continue;
-        }
-        if let (
-            Write::Record {
-                topic_id,
-                partition,
-                offset,
-                record,
-                ..
-            },
-            true,
-        ) = (write, plain)
-        {
-            tree.insert(
-                keys::log_key(*topic_id, *partition, *offset),
-                keys::encode_record(record),
-            )?;
-            let high = highs.entry((*topic_id, *partition)).or_insert(0);
-            *high = (*high).max(offset + 1);
-            continue;
-        }
-        batched = true;
-        match write {
-            Write::Record {
-                topic_id,
-                partition,
-                offset,
-                compacted,
-                record,
-            } => {
-                if *compacted {
-                    let index = keys::compaction_key(*topic_id, *partition, &record.key);
-                    let previous = match latest.get(&index) {
-                        Some(offset) => Some(*offset),
-                        None => tree.get(&index)?.map(|v| keys::u64_value(&v)).transpose()?,
-                    };
-                    if let Some(previous) = previous {
-                        batch.remove(keys::log_key(*topic_id, *partition, previous));
+    let mut batch = sled::Batch::default();
+    let mut batched = false;
+    let mut highs: HashMap<PartitionId, u64> = HashMap::new();
+    // Latest offset per compaction key within this group, ahead of the tree.
+    let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
+    for request in group {
+        for write in &request.writes {
+            match write {
+                Write::Record {
+                    topic_id,
+                    partition,
+                    offset,
+                    compacted,
+                    record,
+                } => {
+                    if *compacted {
+                        let index = keys::compaction_key(*topic_id, *partition, &record.key);
+                        let previous = match latest.get(&index) {
+                            Some(offset) => Some(*offset),
+                            None => tree.get(&index)?.map(|v| keys::u64_value(&v)).transpose()?,
+                        };
+                        if let Some(previous) = previous {
+                            batch.remove(keys::log_key(*topic_id, *partition, previous));
+                        }
+                        batch.insert(index.clone(), &offset.to_be_bytes());
+                        latest.insert(index, *offset);
                     }
-                    batch.insert(index.clone(), &offset.to_be_bytes());
-                    latest.insert(index, *offset);
+                    let key = keys::log_key(*topic_id, *partition, *offset);
+                    let value = keys::encode_record(record);
+                    if plain {
+                        tree.insert(key, value)?;
+                    } else {
+                        batch.insert(key, value);
+                        batched = true;
+                    }
+                    let high = highs.entry((*topic_id, *partition)).or_insert(0);
+                    *high = (*high).max(offset + 1);
                 }
-                batch.insert(
-                    keys::log_key(*topic_id, *partition, *offset),
-                    keys::encode_record(record),
-                );
-                let high = highs.entry((*topic_id, *partition)).or_insert(0);
-                *high = (*high).max(offset + 1);
-            }
-            Write::GroupOffset { key, next_offset } => {
-                batch.insert(key.as_slice(), &next_offset.to_be_bytes());
+                Write::GroupOffset { key, next_offset } if !request.sync => {
+                    tree.insert(key.as_slice(), &next_offset.to_be_bytes())?;
+                }
+                Write::GroupOffset { key, next_offset } => {
+                    batch.insert(key.as_slice(), &next_offset.to_be_bytes());
+                    batched = true;
+                }
             }
         }
     }
