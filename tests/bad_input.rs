@@ -438,3 +438,105 @@ fn serve_refuses_flags_out_of_range_with_their_bounds() {
         );
     }
 }
+
+/// How many GraphQL requests skipped the strict rules so far.
+async fn requests_validated_by_variables(s: &TestServer) -> u64 {
+    let metrics = s.metrics().await;
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("orderstore_graphql_requests_total{validation=\"variables\"} ")
+        })
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A query document that passed every validation rule once skips them on
+/// later requests, with only its variables checked (api::schema::validated).
+/// Bad variables (and null or missing ones) are answered the same before
+/// and after, status and body, and the metrics show which requests took the
+/// shorter way: those whose values the variable check cannot refuse
+/// (DateTime and Date accept every value in validation, as in async-graphql;
+/// an Int beyond 32 bits or a negative one is an integer), which execution
+/// then refuses or answers, on either path alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validated_documents_answer_bad_variables_as_strict_validation_does() {
+    let s = TestServer::start().await;
+    let (strict, skips) = (false, true);
+    let cases = [
+        (
+            "query($id: ID!, $at: DateTime) { order(id: $id, asOf: $at) { id status } }",
+            json!({ "id": "v-1", "at": "2026-12-01T00:00:00Z" }),
+            vec![
+                (json!({ "id": 1.5, "at": "2026-12-01T00:00:00Z" }), strict),
+                (json!({ "id": true }), strict),
+                (json!({ "id": { "a": 1 } }), strict),
+                (json!({ "id": ["v-1"] }), strict),
+                (json!({ "id": "v-1", "at": "garbage" }), skips),
+                (json!({ "id": "v-1", "at": 5 }), skips),
+                // Valid, but null or missing: the strict path answers.
+                (json!({ "id": "v-1", "at": null }), strict),
+                (json!({ "id": "v-1" }), strict),
+                (json!({ "id": null }), strict),
+            ],
+        ),
+        (
+            "query($id: ID!, $n: Int) { orderHistory(id: $id, first: $n) { edges { cursor } } }",
+            json!({ "id": "v-1", "n": 5 }),
+            vec![
+                (json!({ "id": "v-1", "n": "5" }), strict),
+                (json!({ "id": "v-1", "n": 2.5 }), strict),
+                (json!({ "id": "v-1", "n": 99_999_999_999_i64 }), skips),
+                (json!({ "id": "v-1", "n": -1 }), skips),
+                (json!({ "id": "v-1", "n": [5] }), strict),
+            ],
+        ),
+        (
+            "query($from: Date!, $to: Date!) { finance(from: $from, to: $to) { totals { currency } } }",
+            json!({ "from": "2026-12-01", "to": "2026-12-02" }),
+            vec![
+                (json!({ "from": "12/01/2026", "to": "2026-12-02" }), skips),
+                (json!({ "from": 20_261_201, "to": "2026-12-02" }), skips),
+            ],
+        ),
+        (
+            "query($id: ID!, $s: Boolean!) { order(id: $id) @skip(if: $s) { id } }",
+            json!({ "id": "v-1", "s": false }),
+            vec![
+                (json!({ "id": "v-1", "s": "yes" }), strict),
+                (json!({ "id": "v-1", "s": 1 }), strict),
+            ],
+        ),
+    ];
+    let body = |query: &str, variables: &Value| {
+        json!({ "query": query, "variables": variables }).to_string()
+    };
+    // The answer and whether the request skipped the strict rules.
+    let send = |query: &'static str, variables: Value| {
+        let s = &s;
+        async move {
+            let skipped = requests_validated_by_variables(s).await;
+            let answer = post_body(s, body(query, &variables)).await;
+            (answer, requests_validated_by_variables(s).await > skipped)
+        }
+    };
+    for (query, good, others) in cases {
+        let mut before = Vec::new();
+        for (variables, _) in &others {
+            let (answer, skipped) = send(query, variables.clone()).await;
+            assert!(!skipped, "not validated yet: {query} {variables}");
+            before.push(answer);
+        }
+        let ((status, text), _) = send(query, good.clone()).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(!text.contains("\"errors\""), "{query}: {text}");
+        let (again, skipped) = send(query, good.clone()).await;
+        assert!(skipped, "{query}");
+        assert_eq!(again, (status, text));
+        for ((variables, skips), before) in others.into_iter().zip(before) {
+            let (after, skipped) = send(query, variables.clone()).await;
+            assert_eq!(after, before, "{query} {variables}");
+            assert_eq!(skipped, skips, "{query} {variables}");
+        }
+    }
+    s.stop().await;
+}

@@ -32,11 +32,20 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// How a GraphQL request's document was validated: `strict` (every rule)
+/// or `variables` (a document that passed every rule before; only this
+/// request's variables checked; see api::schema::validated).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidationLabel {
+    pub validation: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub command_latency: Histogram,
     pub commands: Family<OutcomeLabel, Counter>,
+    pub graphql_requests: Family<ValidationLabel, Counter>,
     pub lag_events: Family<ProjectionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
     pub partition_lag: Family<PartitionLabel, Gauge>,
@@ -124,6 +133,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("orderstore");
         let command_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let commands = Family::<OutcomeLabel, Counter>::default();
+        let graphql_requests = Family::<ValidationLabel, Counter>::default();
         let lag_events = Family::<ProjectionLabel, Gauge>::default();
         let lag_seconds = Family::<ProjectionLabel, Gauge<f64, AtomicU64>>::default();
         let partition_lag = Family::<PartitionLabel, Gauge>::default();
@@ -140,6 +150,11 @@ impl Default for Metrics {
             "commands",
             "Commands answered, by outcome",
             commands.clone(),
+        );
+        registry.register(
+            "graphql_requests",
+            "GraphQL operations executed, by validation: strict (every rule) or variables (a query document that passed every rule before, with only its variables checked)",
+            graphql_requests.clone(),
         );
         registry.register(
             "projection_lag_events",
@@ -212,6 +227,7 @@ impl Default for Metrics {
             disk_reserve,
             command_latency,
             commands,
+            graphql_requests,
             lag_events,
             lag_seconds,
             partition_lag,

@@ -239,8 +239,25 @@ impl ProjectionStore {
     /// no version yet at `at` and from one that was never written; and
     /// `Marked` for a marked row unless `at` is the end of time (a marked
     /// row's latest version is exact, its earlier ones may not be). One
-    /// range read.
+    /// range read; for the end of time (a current point read), one seek.
     pub fn row_as_of_exact(&self, key: &RowKey, at: DateTime<Utc>) -> Result<RowAt, StoreError> {
+        if at == DateTime::<Utc>::MAX_UTC {
+            self.current_exact(key)
+        } else {
+            self.ranged_exact(key, at)
+        }
+    }
+
+    /// `row_as_of_exact` at the end of time: no version can be later and a
+    /// mark does not matter, so the last key is the answer.
+    fn current_exact(&self, key: &RowKey) -> Result<RowAt, StoreError> {
+        Ok(match self.row_as_of(key, DateTime::<Utc>::MAX_UTC)? {
+            Some(value) => RowAt::Value(value),
+            None => RowAt::Never,
+        })
+    }
+
+    fn ranged_exact(&self, key: &RowKey, at: DateTime<Utc>) -> Result<RowAt, StoreError> {
         let prefix = key.prefix();
         let mut range = self.tree.range(prefix.clone()..=key.versioned(at));
         let Some(first) = range.next() else {
@@ -552,5 +569,58 @@ impl ProjectionStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::{ProjectionStore, RowAt, RowKey, StoreBatch};
+
+    #[test]
+    fn the_current_version_is_found_with_one_seek_as_the_range_read_finds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let t = |s: i64| Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
+        let mut batch = StoreBatch::default();
+        let only_marked = RowKey::new("t", &["only-marked"]);
+        let marked = RowKey::new("t", &["marked"]);
+        let plain = RowKey::new("t", &["plain"]);
+        // A key whose bytes extend another's: each row is its own.
+        let longer = RowKey::new("t", &["plain", "x"]);
+        batch.mark_row(&only_marked);
+        batch.mark_row(&marked);
+        batch.put_row(&marked, t(1), b"m1");
+        batch.put_row(&marked, t(2), b"m2");
+        batch.put_row(&plain, t(1), b"p1");
+        batch.put_row(&plain, t(3), b"p3");
+        batch.put_row(&longer, t(4), b"x4");
+        store.commit(batch).unwrap();
+        let never = RowKey::new("t", &["never"]);
+        let end = DateTime::<Utc>::MAX_UTC;
+        for (key, expected) in [
+            (&never, RowAt::Never),
+            (&only_marked, RowAt::Never),
+            (&marked, RowAt::Value(b"m2".to_vec())),
+            (&plain, RowAt::Value(b"p3".to_vec())),
+            (&longer, RowAt::Value(b"x4".to_vec())),
+        ] {
+            assert_eq!(
+                store.row_as_of_exact(key, end).unwrap(),
+                expected,
+                "{key:?}"
+            );
+            assert_eq!(store.ranged_exact(key, end).unwrap(), expected, "{key:?}");
+        }
+        // Earlier times keep the range read's answers.
+        assert_eq!(store.row_as_of_exact(&marked, t(2)).unwrap(), RowAt::Marked);
+        assert_eq!(store.row_as_of_exact(&plain, t(0)).unwrap(), RowAt::NotYet);
+        assert_eq!(
+            store.row_as_of_exact(&plain, t(2)).unwrap(),
+            RowAt::Value(b"p1".to_vec())
+        );
     }
 }

@@ -8,11 +8,11 @@ mod mutation;
 mod query;
 mod subscription;
 pub mod types;
+mod validated;
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::Schema;
+use async_graphql::{Schema, ValidationMode};
 
 use crate::state::AppState;
 pub use mutation::Mutation;
@@ -41,14 +41,18 @@ const MAX_CACHED_QUERY_BYTES: usize = 8 << 10;
 
 /// The schema, and the same schema with the deeper limit that standard
 /// introspection queries need (used only for operations that select
-/// nothing but introspection fields; see `introspection`); and the parsed
-/// documents of recent query texts, so a client that sends the same
-/// document again (as clients do, with other variables) is not parsed again.
+/// nothing but introspection fields; see `introspection`), and once more
+/// without the strict validation rules, for queries whose document passed
+/// them before (see `validated`); and the parsed documents of recent query
+/// texts, so a client that sends the same document again (as clients do,
+/// with other variables) is neither parsed nor fully validated again.
 #[derive(Clone)]
 pub struct Schemas {
     pub main: AppSchema,
     introspection: AppSchema,
-    documents: Arc<std::sync::Mutex<lru::LruCache<String, Arc<ExecutableDocument>>>>,
+    validated: AppSchema,
+    metrics: Arc<crate::metrics::Metrics>,
+    documents: Arc<std::sync::Mutex<lru::LruCache<String, Arc<validated::Document>>>>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -67,9 +71,17 @@ impl Schemas {
         let documents = lru::LruCache::new(
             std::num::NonZeroUsize::new(CACHED_DOCUMENTS).unwrap_or(std::num::NonZeroUsize::MIN),
         );
+        let validated = Schema::build(Query, Mutation, Subscription)
+            .data(state.clone())
+            .limit_depth(MAX_DEPTH)
+            .limit_complexity(MAX_COMPLEXITY)
+            .validation_mode(ValidationMode::Fast)
+            .finish();
         Self {
+            metrics: state.metrics.clone(),
             main: build(state),
             introspection,
+            validated,
             documents: Arc::new(std::sync::Mutex::new(documents)),
         }
     }
@@ -77,7 +89,7 @@ impl Schemas {
     /// The parsed document of `query`: from the cache, or parsed (and kept,
     /// when short enough). None when it does not parse: execution then
     /// answers with the parse error.
-    fn document(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+    fn document(&self, query: &str) -> Option<Arc<validated::Document>> {
         let cached = self
             .documents
             .lock()
@@ -86,7 +98,9 @@ impl Schemas {
         if cached.is_some() {
             return cached;
         }
-        let parsed = Arc::new(async_graphql::parser::parse_query(query).ok()?);
+        let parsed = Arc::new(validated::Document::new(
+            async_graphql::parser::parse_query(query).ok()?,
+        ));
         if query.len() <= MAX_CACHED_QUERY_BYTES {
             if let Ok(mut documents) = self.documents.lock() {
                 documents.put(query.to_owned(), parsed.clone());
@@ -96,24 +110,34 @@ impl Schemas {
     }
 
     /// Executes one request on the schema whose limits apply to it. The
-    /// query is parsed once (or not at all when its document is cached).
+    /// query is parsed once (or not at all when its document is cached),
+    /// and validated strictly until it has passed once.
     pub async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
-        let document = self.document(&request.query);
-        if let Some(document) = &document {
-            if let Some(refused) = crate::graphql_http::missing_variable(&request, document) {
-                return refused;
-            }
+        let Some(document) = self.document(&request.query) else {
+            // It does not parse: execution answers with the parse error.
+            return self.main.execute(request).await;
+        };
+        if let Some(refused) = crate::graphql_http::missing_variable(&request, &document.parsed) {
+            return refused;
         }
-        let introspection = document
-            .as_deref()
-            .is_some_and(introspection::selects_only_introspection);
-        if let Some(document) = document {
-            request.set_parsed_query((*document).clone());
-        }
+        let introspection = introspection::selects_only_introspection(&document.parsed);
+        let fast = !introspection && document.may_skip_strict_rules(&request);
+        request.set_parsed_query(document.parsed.clone());
+        let validation = if fast { "variables" } else { "strict" };
+        self.metrics
+            .graphql_requests
+            .get_or_create(&crate::metrics::ValidationLabel { validation })
+            .inc();
         if introspection {
             self.introspection.execute(request).await
+        } else if fast {
+            self.validated.execute(request).await
         } else {
-            self.main.execute(request).await
+            let response = self.main.execute(request).await;
+            if response.errors.is_empty() {
+                document.passed_strict_rules();
+            }
+            response
         }
     }
 
