@@ -12,7 +12,8 @@ pub struct TopicSpec {
     /// `cleanup.policy=compact`: only the latest record per key is kept.
     pub compacted: bool,
     /// How long records are kept (Kafka `retention.ms`); None keeps them
-    /// forever. The embedded backend keeps everything.
+    /// forever. Ignored for compacted topics. The embedded backend deletes
+    /// expired records once a minute, keeping each partition's last record.
     pub retention_ms: Option<i64>,
 }
 

@@ -143,3 +143,94 @@ async fn concurrent_appends_are_group_committed_and_all_acknowledged() {
     positions.dedup();
     assert_eq!(positions.len(), 200, "two appends got the same offset");
 }
+
+/// Records past their topic's retention are deleted (the low watermark
+/// rises, readers from an earlier offset get the records kept), each
+/// partition's last record is kept so offsets continue across a reopen,
+/// and topics without retention or compacted ones keep everything. A log
+/// whose topic was created without retention takes it from the spec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_past_their_retention_are_deleted_and_offsets_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = 1_800_000_000_000_i64;
+    let at = |topic: &str, timestamp_ms: i64| OutgoingRecord {
+        topic: topic.into(),
+        partition: Some(0),
+        record: Record {
+            key: b"k".to_vec(),
+            value: Some(timestamp_ms.to_be_bytes().to_vec()),
+            headers: vec![],
+            timestamp_ms,
+        },
+    };
+    let spec = |name: &str, compacted, retention_ms| TopicSpec {
+        name: name.into(),
+        partitions: 1,
+        compacted,
+        retention_ms,
+    };
+    {
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        log.create_topic(&spec("kept", false, None)).await.unwrap();
+        log.create_topic(&spec("compacted", true, Some(1_000)))
+            .await
+            .unwrap();
+        // Created without retention; the next start's spec brings it.
+        log.create_topic(&spec("replies", false, None))
+            .await
+            .unwrap();
+        for topic in ["kept", "compacted", "replies"] {
+            log.append((0..5).map(|i| at(topic, now - 10_000 + i)).collect())
+                .await
+                .unwrap();
+        }
+        log.append(vec![at("replies", now - 10), at("replies", now)])
+            .await
+            .unwrap();
+        log.create_topic(&spec("all-old", false, Some(1_000)))
+            .await
+            .unwrap();
+        log.append((0..4).map(|i| at("all-old", now - 10_000 + i)).collect())
+            .await
+            .unwrap();
+        assert_eq!(
+            log.apply_retention(now).unwrap(),
+            3,
+            "only all-old has retention yet"
+        );
+    }
+    let log = reopen(dir.path()).await;
+    log.create_topic(&spec("replies", false, Some(1_000)))
+        .await
+        .unwrap();
+    assert_eq!(log.apply_retention(now).unwrap(), 5);
+    assert_eq!(log.apply_retention(now).unwrap(), 0, "nothing more is old");
+    let marks = |topic: &str| {
+        let log = log.clone();
+        let tp = TopicPartition::new(topic, 0);
+        async move { log.watermarks(&tp).await.unwrap() }
+    };
+    assert_eq!(marks("replies").await, (5, 7));
+    assert_eq!(marks("all-old").await, (3, 4), "the last record stays");
+    assert_eq!(marks("kept").await, (0, 5));
+    assert_eq!(marks("compacted").await.1, 5);
+    let mut consumer = log.consumer().await.unwrap();
+    consumer
+        .assign(vec![(TopicPartition::new("replies", 0), 0)])
+        .await
+        .unwrap();
+    let read = consumer.poll(100, Duration::from_secs(10)).await.unwrap();
+    let offsets: Vec<u64> = read.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [5, 6]);
+    assert_eq!(read[0].record.timestamp_ms, now - 10);
+    drop(consumer);
+    drop(log);
+    // Offsets continue after a reopen, also where only the last record is left.
+    let log = reopen(dir.path()).await;
+    let positions = log
+        .append(vec![at("all-old", now), at("replies", now)])
+        .await
+        .unwrap();
+    assert_eq!(positions[0].offset, 4);
+    assert_eq!(positions[1].offset, 7);
+}

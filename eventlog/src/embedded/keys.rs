@@ -7,7 +7,7 @@
 //! - `L` topic_id partition offset -> record
 //! - `C` topic_id partition record-key -> offset (compacted topics: latest per key)
 //! - `O` group 0x00 topic_id partition -> next offset (consumer group positions)
-//! - `T` topic name -> "id partitions compacted"
+//! - `T` topic name -> "id partitions compacted retention_ms"
 
 use domain::Header;
 
@@ -119,6 +119,15 @@ impl<'a> Reader<'a> {
         let len = self.u32()? as usize;
         Ok(self.take(len)?.to_vec())
     }
+}
+
+/// A stored record's timestamp (its first 8 bytes), without decoding the rest.
+pub(crate) fn timestamp_of_record(bytes: &[u8]) -> Result<i64, LogError> {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_be_bytes)
+        .ok_or_else(|| LogError::Corrupt("truncated record".into()))
 }
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, LogError> {

@@ -8,6 +8,7 @@
 
 mod consumer;
 mod keys;
+mod retention;
 mod transaction;
 mod writer;
 
@@ -45,6 +46,41 @@ struct TopicMeta {
     id: u32,
     partitions: u32,
     compacted: bool,
+    /// `retention.ms` of a topic that is not compacted (see `retention`).
+    retention_ms: Option<i64>,
+}
+
+impl TopicMeta {
+    /// The stored form: "id partitions compacted retention_ms", the last
+    /// -1 for none. Logs written before retention was kept have three fields.
+    fn text(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.id,
+            self.partitions,
+            u8::from(self.compacted),
+            self.retention_ms.unwrap_or(-1)
+        )
+    }
+
+    fn parse(text: &str) -> Result<Self, LogError> {
+        let corrupt = || LogError::Corrupt(format!("topic meta {text:?}"));
+        let fields: Vec<i64> = text
+            .split(' ')
+            .map(|f| f.parse().map_err(|_| corrupt()))
+            .collect::<Result<_, _>>()?;
+        let (id, partitions, compacted, retention) = match fields[..] {
+            [id, partitions, compacted] => (id, partitions, compacted, -1),
+            [id, partitions, compacted, retention] => (id, partitions, compacted, retention),
+            _ => return Err(corrupt()),
+        };
+        Ok(Self {
+            id: u32::try_from(id).map_err(|_| corrupt())?,
+            partitions: u32::try_from(partitions).map_err(|_| corrupt())?,
+            compacted: compacted == 1,
+            retention_ms: (retention >= 0).then_some(retention),
+        })
+    }
 }
 
 /// Offsets handed out but maybe not yet durable, and partitions held by an
@@ -129,6 +165,7 @@ impl EmbeddedLog {
         let durable = Arc::new(RwLock::new(next.clone()));
         let (closed_tx, closed) = watch::channel(false);
         let writer = writer::run(db, tree.clone(), requests, durable.clone(), notify);
+        let closed_for_retention = closed.clone();
         tokio::spawn(async move {
             // `run` owns the database: when it returns, the files are released.
             writer.await;
@@ -146,10 +183,22 @@ impl EmbeddedLog {
             committed,
             closed,
         };
+        let shared = Arc::new(shared);
+        tokio::spawn(retention::run(
+            Arc::downgrade(&shared),
+            closed_for_retention,
+        ));
         Ok(Self {
-            shared: Arc::new(shared),
+            shared,
             transaction: Arc::new(tokio::sync::Mutex::new(())),
         })
+    }
+
+    /// Deletes records older than their topic's retention at `now_ms` (ms
+    /// since the epoch), keeping each partition's last record; returns how
+    /// many. The log does this by itself once a minute (see `retention`).
+    pub fn apply_retention(&self, now_ms: i64) -> Result<u64, LogError> {
+        retention::sweep(&self.shared, now_ms, u64::MAX)
     }
 
     /// A signal that fires once every handle is dropped and the database is
@@ -312,20 +361,7 @@ fn load_topics(tree: &sled::Tree) -> Result<HashMap<String, TopicMeta>, LogError
             .map_err(|_| LogError::Corrupt("topic name".into()))?;
         let text =
             std::str::from_utf8(&value).map_err(|_| LogError::Corrupt("topic meta".into()))?;
-        let fields: Vec<u32> = text.split(' ').filter_map(|f| f.parse().ok()).collect();
-        match fields[..] {
-            [id, partitions, compacted] => {
-                topics.insert(
-                    name,
-                    TopicMeta {
-                        id,
-                        partitions,
-                        compacted: compacted == 1,
-                    },
-                );
-            }
-            _ => return Err(LogError::Corrupt(format!("topic meta {text:?}"))),
-        }
+        topics.insert(name, TopicMeta::parse(text)?);
     }
     Ok(topics)
 }
@@ -350,13 +386,24 @@ impl EventLog for EmbeddedLog {
             )));
         }
         let mut topics = self.shared.topics.write().map_err(lock_error)?;
-        if let Some(existing) = topics.get(&spec.name) {
+        let retention_ms = spec.retention_ms.filter(|_| !spec.compacted);
+        if let Some(existing) = topics.get_mut(&spec.name) {
             if existing.partitions != spec.partitions {
                 return Err(LogError::PartitionMismatch {
                     topic: spec.name.clone(),
                     existing: existing.partitions,
                     requested: spec.partitions,
                 });
+            }
+            // The node's topic specs are the embedded log's only topic
+            // configuration: retention follows them (a log written before
+            // retention was kept takes it on its next start).
+            if existing.retention_ms != retention_ms {
+                existing.retention_ms = retention_ms;
+                self.shared
+                    .tree
+                    .insert(keys::topic_key(&spec.name), existing.text().as_bytes())?;
+                self.shared.tree.flush()?;
             }
             return Ok(());
         }
@@ -365,11 +412,11 @@ impl EventLog for EmbeddedLog {
             id,
             partitions: spec.partitions,
             compacted: spec.compacted,
+            retention_ms,
         };
-        let text = format!("{} {} {}", id, spec.partitions, u8::from(spec.compacted));
         self.shared
             .tree
-            .insert(keys::topic_key(&spec.name), text.as_bytes())?;
+            .insert(keys::topic_key(&spec.name), meta.text().as_bytes())?;
         // Rare and small: a blocking flush keeps the topic table locked throughout.
         self.shared.tree.flush()?;
         let mut assigned = self.shared.assigned.lock().map_err(lock_error)?;
@@ -488,5 +535,29 @@ impl EmbeddedLog {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::TopicMeta;
+
+    #[test]
+    fn topic_meta_reads_both_stored_forms_and_refuses_others() {
+        let legacy = TopicMeta::parse("3 6 0").unwrap();
+        assert_eq!(
+            (legacy.id, legacy.partitions, legacy.compacted),
+            (3, 6, false)
+        );
+        assert_eq!(legacy.retention_ms, None);
+        let current = TopicMeta::parse("4 6 0 604800000").unwrap();
+        assert_eq!(current.retention_ms, Some(604_800_000));
+        assert_eq!(current.text(), "4 6 0 604800000");
+        assert_eq!(TopicMeta::parse(&legacy.text()).unwrap().retention_ms, None);
+        for bad in ["", "1 2", "1 2 0 5 6", "-1 2 0", "1 x 0", "1 2 0 y"] {
+            assert!(TopicMeta::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }
