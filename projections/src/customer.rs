@@ -140,23 +140,23 @@ pub fn view(
     at: DateTime<Utc>,
 ) -> Result<Option<CustomerView>, StoreError> {
     let mut view = CustomerView::default();
-    for key in store.keys_with_prefix(BY_CUSTOMER, &[customer_id, ""])? {
-        if let Some(value) = store.row_as_of(&key, at)? {
-            let summary = parse(&value)?;
-            if summary.status.is_open() {
-                view.open_orders += 1;
-            }
-            let value = summary.lifetime_value()?;
-            let total = view
-                .lifetime_value
-                .entry(summary.currency.clone())
-                .or_insert(0);
-            *total = Money::new(*total, value.currency)
-                .checked_add(value)
-                .map_err(|e| StoreError::Corrupt(format!("customer {customer_id}: {e}")))?
-                .minor;
-            view.orders.push(summary);
+    // One scan: each of the customer's order rows has a version per event
+    // of that order, a handful.
+    for (_, value) in store.rows_as_of_with_prefix(BY_CUSTOMER, &[customer_id, ""], at)? {
+        let summary = parse(&value)?;
+        if summary.status.is_open() {
+            view.open_orders += 1;
         }
+        let value = summary.lifetime_value()?;
+        let total = view
+            .lifetime_value
+            .entry(summary.currency.clone())
+            .or_insert(0);
+        *total = Money::new(*total, value.currency)
+            .checked_add(value)
+            .map_err(|e| StoreError::Corrupt(format!("customer {customer_id}: {e}")))?
+            .minor;
+        view.orders.push(summary);
     }
     view.orders
         .sort_by(|a, b| (a.placed_at, &a.order_id).cmp(&(b.placed_at, &b.order_id)));

@@ -287,13 +287,12 @@ pub fn events(
     order_id: &str,
     at: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
-    let mut out = Vec::new();
-    for key in store.keys_with_prefix(TABLE, &[order_id, ""])? {
-        if let Some(value) = store.row_as_of(&key, at)? {
-            out.push(HistoryEntry::from_bytes(&value)?);
-        }
-    }
-    Ok(out)
+    // One scan: each event's row has one version.
+    store
+        .rows_as_of_with_prefix(TABLE, &[order_id, ""], at)?
+        .into_iter()
+        .map(|(_, value)| HistoryEntry::from_bytes(&value))
+        .collect()
 }
 
 /// An order folded from its history entries: the state and the decoded

@@ -7,7 +7,8 @@
 //! - `L` topic_id partition offset -> record
 //! - `C` topic_id partition record-key -> offset (compacted topics: latest per key)
 //! - `O` group 0x00 topic_id partition -> next offset (consumer group positions)
-//! - `T` topic name -> "id partitions compacted retention_ms"
+//! - `T` topic name -> "id partitions compacted"
+//! - `R` topic name -> retention in ms (topics with `retention_ms` only)
 
 use domain::Header;
 
@@ -17,6 +18,7 @@ pub(crate) const LOG: u8 = b'L';
 pub(crate) const COMPACTION: u8 = b'C';
 pub(crate) const GROUP: u8 = b'O';
 pub(crate) const TOPIC: u8 = b'T';
+pub(crate) const RETENTION: u8 = b'R';
 
 pub(crate) fn partition_prefix(tag: u8, topic_id: u32, partition: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);
@@ -51,6 +53,12 @@ pub(crate) fn group_key(group: &str, topic_id: u32, partition: u32) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&topic_id.to_be_bytes());
     key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+pub(crate) fn retention_key(name: &str) -> Vec<u8> {
+    let mut key = vec![RETENTION];
+    key.extend_from_slice(name.as_bytes());
     key
 }
 

@@ -51,15 +51,15 @@ struct TopicMeta {
 }
 
 impl TopicMeta {
-    /// The stored form: "id partitions compacted retention_ms", the last
-    /// -1 for none. Logs written before retention was kept have three fields.
+    /// The stored form: "id partitions compacted" (retention is kept under
+    /// its own key, so that an earlier version of orderstore still opens
+    /// the log).
     fn text(&self) -> String {
         format!(
-            "{} {} {} {}",
+            "{} {} {}",
             self.id,
             self.partitions,
-            u8::from(self.compacted),
-            self.retention_ms.unwrap_or(-1)
+            u8::from(self.compacted)
         )
     }
 
@@ -69,16 +69,14 @@ impl TopicMeta {
             .split(' ')
             .map(|f| f.parse().map_err(|_| corrupt()))
             .collect::<Result<_, _>>()?;
-        let (id, partitions, compacted, retention) = match fields[..] {
-            [id, partitions, compacted] => (id, partitions, compacted, -1),
-            [id, partitions, compacted, retention] => (id, partitions, compacted, retention),
-            _ => return Err(corrupt()),
+        let [id, partitions, compacted] = fields[..] else {
+            return Err(corrupt());
         };
         Ok(Self {
             id: u32::try_from(id).map_err(|_| corrupt())?,
             partitions: u32::try_from(partitions).map_err(|_| corrupt())?,
             compacted: compacted == 1,
-            retention_ms: (retention >= 0).then_some(retention),
+            retention_ms: None,
         })
     }
 }
@@ -192,6 +190,18 @@ impl EmbeddedLog {
             shared,
             transaction: Arc::new(tokio::sync::Mutex::new(())),
         })
+    }
+
+    fn store_retention(&self, topic: &str, retention_ms: Option<i64>) -> Result<(), LogError> {
+        let key = keys::retention_key(topic);
+        match retention_ms {
+            Some(ms) => self
+                .shared
+                .tree
+                .insert(key, &(ms.max(0) as u64).to_be_bytes())?,
+            None => self.shared.tree.remove(key)?,
+        };
+        Ok(())
     }
 
     /// Deletes records older than their topic's retention at `now_ms` (ms
@@ -361,7 +371,12 @@ fn load_topics(tree: &sled::Tree) -> Result<HashMap<String, TopicMeta>, LogError
             .map_err(|_| LogError::Corrupt("topic name".into()))?;
         let text =
             std::str::from_utf8(&value).map_err(|_| LogError::Corrupt("topic meta".into()))?;
-        topics.insert(name, TopicMeta::parse(text)?);
+        let mut meta = TopicMeta::parse(text)?;
+        meta.retention_ms = tree
+            .get(keys::retention_key(&name))?
+            .map(|v| keys::u64_value(&v).map(|ms| ms as i64))
+            .transpose()?;
+        topics.insert(name, meta);
     }
     Ok(topics)
 }
@@ -400,9 +415,7 @@ impl EventLog for EmbeddedLog {
             // retention was kept takes it on its next start).
             if existing.retention_ms != retention_ms {
                 existing.retention_ms = retention_ms;
-                self.shared
-                    .tree
-                    .insert(keys::topic_key(&spec.name), existing.text().as_bytes())?;
+                self.store_retention(&spec.name, retention_ms)?;
                 self.shared.tree.flush()?;
             }
             return Ok(());
@@ -417,6 +430,7 @@ impl EventLog for EmbeddedLog {
         self.shared
             .tree
             .insert(keys::topic_key(&spec.name), meta.text().as_bytes())?;
+        self.store_retention(&spec.name, retention_ms)?;
         // Rare and small: a blocking flush keeps the topic table locked throughout.
         self.shared.tree.flush()?;
         let mut assigned = self.shared.assigned.lock().map_err(lock_error)?;
@@ -545,18 +559,11 @@ mod tests {
     use super::TopicMeta;
 
     #[test]
-    fn topic_meta_reads_both_stored_forms_and_refuses_others() {
-        let legacy = TopicMeta::parse("3 6 0").unwrap();
-        assert_eq!(
-            (legacy.id, legacy.partitions, legacy.compacted),
-            (3, 6, false)
-        );
-        assert_eq!(legacy.retention_ms, None);
-        let current = TopicMeta::parse("4 6 0 604800000").unwrap();
-        assert_eq!(current.retention_ms, Some(604_800_000));
-        assert_eq!(current.text(), "4 6 0 604800000");
-        assert_eq!(TopicMeta::parse(&legacy.text()).unwrap().retention_ms, None);
-        for bad in ["", "1 2", "1 2 0 5 6", "-1 2 0", "1 x 0", "1 2 0 y"] {
+    fn topic_meta_reads_its_stored_form_and_refuses_others() {
+        let meta = TopicMeta::parse("3 6 1").unwrap();
+        assert_eq!((meta.id, meta.partitions, meta.compacted), (3, 6, true));
+        assert_eq!(meta.text(), "3 6 1");
+        for bad in ["", "1 2", "1 2 0 5", "-1 2 0", "1 x 0", "1 2 y"] {
             assert!(TopicMeta::parse(bad).is_err(), "{bad:?}");
         }
     }
