@@ -51,7 +51,9 @@ pub struct Schemas {
     pub main: AppSchema,
     introspection: AppSchema,
     validated: AppSchema,
-    metrics: Arc<crate::metrics::Metrics>,
+    /// `orderstore_graphql_requests_total` by validation, resolved once.
+    strict_requests: prometheus_client::metrics::counter::Counter,
+    validated_requests: prometheus_client::metrics::counter::Counter,
     documents: Arc<std::sync::Mutex<lru::LruCache<String, Arc<validated::Document>>>>,
 }
 
@@ -63,6 +65,13 @@ impl std::fmt::Debug for Schemas {
 
 impl Schemas {
     pub fn build(state: Arc<AppState>) -> Self {
+        let requests = |validation| {
+            state
+                .metrics
+                .graphql_requests
+                .get_or_create(&crate::metrics::ValidationLabel { validation })
+                .clone()
+        };
         let introspection = Schema::build(Query, Mutation, Subscription)
             .data(state.clone())
             .limit_depth(introspection::MAX_DEPTH)
@@ -78,7 +87,8 @@ impl Schemas {
             .validation_mode(ValidationMode::Fast)
             .finish();
         Self {
-            metrics: state.metrics.clone(),
+            strict_requests: requests("strict"),
+            validated_requests: requests("variables"),
             main: build(state),
             introspection,
             validated,
@@ -123,11 +133,11 @@ impl Schemas {
         let introspection = introspection::selects_only_introspection(&document.parsed);
         let fast = !introspection && document.may_skip_strict_rules(&request);
         request.set_parsed_query(document.parsed.clone());
-        let validation = if fast { "variables" } else { "strict" };
-        self.metrics
-            .graphql_requests
-            .get_or_create(&crate::metrics::ValidationLabel { validation })
-            .inc();
+        if fast {
+            self.validated_requests.inc();
+        } else {
+            self.strict_requests.inc();
+        }
         if introspection {
             self.introspection.execute(request).await
         } else if fast {
