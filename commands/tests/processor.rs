@@ -218,6 +218,35 @@ async fn commands_are_decided_and_repeats_return_the_original_outcome() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_carry_their_write_time_and_outlive_a_retention_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    let log: Arc<dyn EventLog> = embedded.clone();
+    let mut h = start(log.clone(), &dir.path().join("state")).await;
+    // One order: all three replies in one partition, so a sweep that took
+    // them for expired would delete all but the last.
+    h.send("r1", "order-r", place(1)).await;
+    h.send("r2", "order-r", confirm("1")).await;
+    h.send("r3", "order-r", confirm("10.00")).await;
+    let written = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let a_minute_later = written.timestamp_millis() + 60_000;
+    assert_eq!(embedded.apply_retention(a_minute_later).unwrap(), 0);
+    let replies = read_all(log.as_ref(), &Topics::default().replies).await;
+    assert_eq!(replies.len(), 3, "every reply is still there");
+    for stored in &replies {
+        assert_eq!(
+            stored.record.timestamp_ms,
+            written.timestamp_millis(),
+            "a reply is stamped with the processor's clock"
+        );
+    }
+    // A week and a minute later they are past the topic's retention.
+    let a_week_later = a_minute_later + 7 * 24 * 3600 * 1000;
+    assert_eq!(embedded.apply_retention(a_week_later).unwrap(), 2);
+    h.stop().await;
+}
+
 async fn read_all(log: &dyn EventLog, topic: &str) -> Vec<eventlog::StoredRecord> {
     let mut consumer = log.consumer().await.unwrap();
     let mut assignment = Vec::new();

@@ -133,6 +133,9 @@ impl Lane {
         let mut positions = positions.into_iter();
         let mut in_batch: HashMap<(String, u64), ReplyEvent> = HashMap::new();
         let mut replies = Vec::with_capacity(decided.len());
+        // Replies are kept for the replies topic's retention from when
+        // they are written (a reply stamped 0 would be past it at once).
+        let written_ms = self.clock_now().timestamp_millis();
         for d in decided {
             let outcome = match &d.decision {
                 Decision::Accepted(events) => {
@@ -166,6 +169,7 @@ impl Lane {
                 d.partition,
                 &d.message,
                 outcome,
+                written_ms,
             )?);
         }
         Ok(replies)
@@ -406,6 +410,7 @@ fn reply_record(
     partition: u32,
     message: &CommandMessage,
     outcome: Outcome,
+    timestamp_ms: i64,
 ) -> Result<OutgoingRecord, CommandsError> {
     let reply = Reply {
         command_id: message.command.command_id.to_string(),
@@ -421,7 +426,7 @@ fn reply_record(
             key: reply.command_id.into_bytes(),
             value: Some(value),
             headers: vec![],
-            timestamp_ms: 0,
+            timestamp_ms,
         },
     })
 }

@@ -144,6 +144,11 @@ impl Lane {
         time
     }
 
+    /// The processor's clock now (for record timestamps that are not event times).
+    pub(crate) fn clock_now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// The consumer that reads back already written events.
     pub(crate) async fn repeat_reader(
         &mut self,
