@@ -1,21 +1,21 @@
 //! The command gateway: produces a command to the commands topic and waits
 //! for its reply, which a router task picks off the replies topic for this
-//! API instance. Bounded wait; a timeout says the command may still apply.
+//! API instance, or which this node's processor hands over directly once
+//! the command's transaction committed (`reply_waiters.rs`). Bounded wait;
+//! a timeout says the command may still apply.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use domain::{Command, TraceContext};
-use eventlog::disk::DiskReserve;
-use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
-use tokio::sync::oneshot;
 
 use crate::messages::{CommandMessage, Outcome, Reply, ReplyEvent};
 use crate::processor::ProcessorStatus;
+use crate::reply_waiters::ReplyWaiters;
 use crate::topics::Topics;
 use crate::CommandsError;
+use domain::{Command, TraceContext};
+use eventlog::disk::DiskReserve;
+use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
 
 /// A command the processor accepted (or had accepted before: a repeat).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,19 +29,18 @@ pub struct Accepted {
     pub consistency_token: String,
 }
 
-type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<Reply>>>>>;
-
 #[derive(Debug)]
 pub struct CommandGateway {
     log: Arc<dyn EventLog>,
     /// The commands topic.
     commands: String,
-    /// Replies addressed to this id come back to this instance.
-    instance: String,
-    waiters: Waiters,
+    /// The commands waiting for replies, under this instance's id.
+    waiters: Arc<ReplyWaiters>,
     timeout: Duration,
     /// This node's processor, when it runs one: commands wait (within
-    /// their timeout) until it serves, and are refused unsent otherwise.
+    /// their timeout) until it serves, and are refused unsent otherwise;
+    /// its lanes hand the replies of this gateway's commands straight to
+    /// their waiters once committed (`reply_waiters.rs`).
     processor: Option<Arc<ProcessorStatus>>,
     /// The data directory's disk reserve: commands are refused unsent
     /// while the disk is under it.
@@ -68,17 +67,18 @@ impl CommandGateway {
         let mut replies = log.consumer().await?;
         replies.follow();
         replies.assign(assignment).await?;
+        let waiters = Arc::new(ReplyWaiters::new(uuid::Uuid::new_v4().to_string()));
+        if let Some(status) = &processor {
+            status.answer_here(waiters.clone());
+        }
         let gateway = Arc::new(Self {
             log,
             commands: topics.commands.clone(),
-            instance: uuid::Uuid::new_v4().to_string(),
-            waiters: Arc::default(),
+            waiters: waiters.clone(),
             timeout,
             processor,
             disk,
         });
-        let instance = gateway.instance.clone();
-        let waiters = gateway.waiters.clone();
         let router = tokio::spawn(async move {
             tokio::pin!(shutdown);
             loop {
@@ -87,11 +87,9 @@ impl CommandGateway {
                     polled = replies.poll(1000, Duration::from_millis(250)) => polled,
                 };
                 match polled {
-                    Ok(records) => route(
-                        &instance,
-                        &waiters,
-                        records.into_iter().filter_map(|r| r.record.value),
-                    ),
+                    Ok(records) => {
+                        route(&waiters, records.into_iter().filter_map(|r| r.record.value))
+                    }
                     Err(error) if error.is_transient() => {
                         tracing::warn!(%error, "reply router: transient error; polling again");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -133,13 +131,7 @@ impl CommandGateway {
         }
         let command_id = command.command_id.to_string();
         let order_id = command.order_id.to_string();
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .map_err(|_| CommandsError::Stopped)?
-            .entry(command_id.clone())
-            .or_default()
-            .push(tx);
+        let rx = self.waiters.wait_for(&command_id)?;
         let trace_id = trace.trace_id().to_owned();
         // The W3C headers Kafka instrumentations read, beside the message.
         let mut headers = vec![
@@ -152,7 +144,7 @@ impl CommandGateway {
         let message = CommandMessage {
             command,
             correlation_id: correlation_id.clone(),
-            reply_to: self.instance.clone(),
+            reply_to: self.waiters.instance().to_owned(),
             trace: Some(trace),
         };
         let value = serde_json::to_vec(&message).map_err(CommandsError::corrupt)?;
@@ -224,31 +216,16 @@ impl CommandGateway {
     }
 
     fn forget(&self, command_id: &str) {
-        if let Ok(mut waiters) = self.waiters.lock() {
-            if let Some(list) = waiters.get_mut(command_id) {
-                list.retain(|tx| !tx.is_closed());
-                if list.is_empty() {
-                    waiters.remove(command_id);
-                }
-            }
-        }
+        self.waiters.forget(command_id);
     }
 }
 
-/// Hands each reply addressed to `instance` to everyone waiting on its command id.
-fn route(instance: &str, waiters: &Waiters, values: impl Iterator<Item = Vec<u8>>) {
+/// Hands each reply on the replies topic addressed to this gateway to
+/// everyone still waiting on its command id.
+fn route(waiters: &ReplyWaiters, values: impl Iterator<Item = Vec<u8>>) {
     for value in values {
-        let Ok(reply) = serde_json::from_slice::<Reply>(&value) else {
-            continue;
-        };
-        if reply.reply_to != instance {
-            continue;
-        }
-        let Ok(mut waiting) = waiters.lock() else {
-            return;
-        };
-        for tx in waiting.remove(&reply.command_id).unwrap_or_default() {
-            let _ = tx.send(reply.clone());
+        if let Ok(reply) = serde_json::from_slice::<Reply>(&value) {
+            waiters.deliver(&reply);
         }
     }
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod gateway;
 pub mod messages;
 pub mod processor;
+pub mod reply_waiters;
 pub mod topics;
 
 pub use consistency::{consistency_token, parse_consistency_token, parse_consistency_tokens};

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use commands::processor;
+use commands::reply_waiters::ReplyWaiters;
 use commands::Topics;
-use commands::{Clock, CommandMessage, Outcome, Reply, Snapshot, StateStore};
+use commands::{Clock, CommandMessage, Outcome, ProcessorStatus, Reply, Snapshot, StateStore};
 use domain::order::{ConfirmPayment, LineItemInput, PlaceOrder};
 use domain::{
     evolve, initial_state, Command, CommandBody, CommandId, OrderId, OrderState, RecordedEvent,
@@ -38,6 +39,14 @@ struct Harness {
 const PARTITIONS: u32 = 3;
 
 async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
+    start_with(log, state_dir, Default::default()).await
+}
+
+async fn start_with(
+    log: Arc<dyn EventLog>,
+    state_dir: &std::path::Path,
+    status: Arc<ProcessorStatus>,
+) -> Harness {
     for spec in Topics::default().write_side(PARTITIONS) {
         log.create_topic(&spec).await.unwrap();
     }
@@ -54,7 +63,7 @@ async fn start(log: Arc<dyn EventLog>, state_dir: &std::path::Path) -> Harness {
             store,
             clock,
             100,
-            Default::default(),
+            status,
             async {
                 let _ = stopped.await;
             },
@@ -91,6 +100,18 @@ impl Harness {
     }
 
     async fn send(&mut self, command_id: &str, order: &str, body: CommandBody) -> Reply {
+        self.send_to("test", command_id, order, body).await
+    }
+
+    /// Sends a command whose reply is addressed to `reply_to`; answers the
+    /// reply as read from the replies topic.
+    async fn send_to(
+        &mut self,
+        reply_to: &str,
+        command_id: &str,
+        order: &str,
+        body: CommandBody,
+    ) -> Reply {
         let message = CommandMessage {
             command: Command {
                 command_id: CommandId::parse(command_id).unwrap(),
@@ -98,7 +119,7 @@ impl Harness {
                 body,
             },
             correlation_id: format!("corr-{command_id}"),
-            reply_to: "test".into(),
+            reply_to: reply_to.into(),
             trace: None,
         };
         let record = Record {
@@ -244,6 +265,41 @@ async fn replies_carry_their_write_time_and_outlive_a_retention_sweep() {
     // A week and a minute later they are past the topic's retention.
     let a_week_later = a_minute_later + 7 * 24 * 3600 * 1000;
     assert_eq!(embedded.apply_retention(a_week_later).unwrap(), 2);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_hands_committed_replies_to_this_nodes_waiting_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    let status = Arc::new(ProcessorStatus::default());
+    let here = Arc::new(ReplyWaiters::new("here".into()));
+    status.answer_here(here.clone());
+    let mut h = start_with(log, &dir.path().join("state"), status).await;
+
+    // Nothing reads the replies topic for "here": only the lane can answer.
+    let mut placed = here.wait_for("h1").unwrap();
+    let mut elsewhere = here.wait_for("h2").unwrap();
+    let from_topic = h.send_to("here", "h1", "order-h", place(1)).await;
+    let handed = tokio::time::timeout(Duration::from_secs(5), &mut placed)
+        .await
+        .expect("the lane answered the waiting command")
+        .unwrap();
+    assert_eq!(handed, from_topic, "the same reply as the topic's copy");
+    assert_eq!(accepted(&handed).0, 1);
+
+    // A reply to another gateway is not handed to these waiters.
+    h.send_to("another-node", "h2", "order-h", confirm("1"))
+        .await;
+    // The same order's next command is in the same lane, after h2's commit.
+    let mut next = here.wait_for("h3").unwrap();
+    h.send_to("here", "h3", "order-h", confirm("10.00")).await;
+    tokio::time::timeout(Duration::from_secs(5), &mut next)
+        .await
+        .expect("the lane answered h3")
+        .unwrap();
+    assert!(elsewhere.try_recv().is_err());
+    assert_eq!(here.len(), 1, "h2 is still waited on here");
     h.stop().await;
 }
 

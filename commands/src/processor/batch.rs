@@ -90,6 +90,15 @@ impl Lane {
         txn.send_offsets(offsets).await?;
         let positions = send_events(txn.as_mut(), &self.topics.events, &decided).await?;
         let replies = self.replies(&decided, positions, &mut touched).await?;
+        // Replies are kept for the replies topic's retention from when
+        // they are written (a reply stamped 0 would be past it at once).
+        let written_ms = self.clock_now().timestamp_millis();
+        let reply_records = replies
+            .iter()
+            .map(|(partition, reply)| {
+                reply_record(&self.topics.replies, *partition, reply, written_ms)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         // Orders that were never placed (rejected commands) get no snapshot.
         touched.retain(|_, (_, snapshot)| snapshot.state.order.is_some());
         let snapshots = touched
@@ -101,11 +110,15 @@ impl Lane {
         // Snapshots and replies need the events' positions; they go in one
         // send, one round trip after the events.
         let mut rest = snapshots;
-        rest.extend(replies);
+        rest.extend(reply_records);
         txn.send(rest).await?;
         let sent_us = started.elapsed().as_micros() as u64;
         txn.commit(vec![]).await?;
         let committed_us = started.elapsed().as_micros() as u64;
+        // Committed, so durable: this node's gateway answers its commands
+        // now, without waiting for their replies to come back through the log.
+        self.status
+            .answer_committed(replies.iter().map(|(_, reply)| reply));
         self.save_after_commit(&next_offsets, &touched)?;
         tracing::debug!(
             partition = self.partition,
@@ -129,13 +142,10 @@ impl Lane {
         decided: &[Decided],
         positions: Vec<Position>,
         touched: &mut Touched,
-    ) -> Result<Vec<OutgoingRecord>, CommandsError> {
+    ) -> Result<Vec<(u32, Reply)>, CommandsError> {
         let mut positions = positions.into_iter();
         let mut in_batch: HashMap<(String, u64), ReplyEvent> = HashMap::new();
         let mut replies = Vec::with_capacity(decided.len());
-        // Replies are kept for the replies topic's retention from when
-        // they are written (a reply stamped 0 would be past it at once).
-        let written_ms = self.clock_now().timestamp_millis();
         for d in decided {
             let outcome = match &d.decision {
                 Decision::Accepted(events) => {
@@ -164,13 +174,13 @@ impl Lane {
                 }
                 Decision::Rejected(rejection) => Outcome::Rejected(rejection.clone()),
             };
-            replies.push(reply_record(
-                &self.topics.replies,
-                d.partition,
-                &d.message,
+            let reply = Reply {
+                command_id: d.message.command.command_id.to_string(),
+                order_id: d.message.command.order_id.to_string(),
+                reply_to: d.message.reply_to.clone(),
                 outcome,
-                written_ms,
-            )?);
+            };
+            replies.push((d.partition, reply));
         }
         Ok(replies)
     }
@@ -408,22 +418,15 @@ fn snapshot_record(
 fn reply_record(
     topic: &str,
     partition: u32,
-    message: &CommandMessage,
-    outcome: Outcome,
+    reply: &Reply,
     timestamp_ms: i64,
 ) -> Result<OutgoingRecord, CommandsError> {
-    let reply = Reply {
-        command_id: message.command.command_id.to_string(),
-        order_id: message.command.order_id.to_string(),
-        reply_to: message.reply_to.clone(),
-        outcome,
-    };
-    let value = serde_json::to_vec(&reply).map_err(CommandsError::corrupt)?;
+    let value = serde_json::to_vec(reply).map_err(CommandsError::corrupt)?;
     Ok(OutgoingRecord {
         topic: topic.to_owned(),
         partition: Some(partition),
         record: Record {
-            key: reply.command_id.into_bytes(),
+            key: reply.command_id.as_bytes().to_vec(),
             value: Some(value),
             headers: vec![],
             timestamp_ms,

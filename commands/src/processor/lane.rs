@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use eventlog::{EventLog, LogConsumer, StoredRecord};
 
-use crate::processor::{restore, restore_partition, Clock, StateStore};
+use crate::processor::{restore, restore_partition, Clock, ProcessorStatus, StateStore};
 use crate::topics::Topics;
 use crate::CommandsError;
 
@@ -41,6 +41,9 @@ pub(crate) struct Lane {
     repeat_reader: Option<Box<dyn LogConsumer>>,
     pub(crate) topics: Topics,
     max_batch: usize,
+    /// The node's processor status: where committed replies meet this
+    /// node's waiting commands.
+    pub(crate) status: Arc<ProcessorStatus>,
 }
 
 /// The dispatcher's side of a running lane.
@@ -66,6 +69,7 @@ impl Lane {
         clock: &Arc<dyn Clock>,
         partition: u32,
         max_batch: usize,
+        status: &Arc<ProcessorStatus>,
     ) -> Result<Self, CommandsError> {
         let lane_log = log.lane(&format!("p{partition}"));
         lane_log.init_transactions().await?;
@@ -81,6 +85,7 @@ impl Lane {
             repeat_reader: None,
             topics: topics.clone(),
             max_batch: max_batch.max(1),
+            status: status.clone(),
         })
     }
 

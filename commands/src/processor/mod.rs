@@ -111,12 +111,10 @@ impl CommandProcessor {
     pub async fn adopt(&mut self, partitions: &BTreeSet<u32>) -> Result<(), CommandsError> {
         let (log, topics, store, clock) = (&self.log, &self.topics, &self.store, &self.clock);
         let started = std::time::Instant::now();
-        let max_batch = self.max_batch;
-        let adopted = futures_util::future::try_join_all(
-            partitions
-                .iter()
-                .map(|&partition| Lane::adopt(log, topics, store, clock, partition, max_batch)),
-        )
+        let (max_batch, status) = (self.max_batch, &self.status);
+        let adopted = futures_util::future::try_join_all(partitions.iter().map(|&partition| {
+            Lane::adopt(log, topics, store, clock, partition, max_batch, status)
+        }))
         .await?;
         for lane in adopted {
             let partition = lane.partition;

@@ -1,9 +1,15 @@
 //! What a node's command processor is doing, for readiness and for the
-//! gateway, which holds a command until the processor here can take it.
+//! gateway, which holds a command until the processor here can take it;
+//! and the gateways of this node, whose waiting commands the lanes answer
+//! directly once committed (`reply_waiters.rs`).
 
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use crate::messages::Reply;
+use crate::reply_waiters::ReplyWaiters;
 
 /// One phase of the processor's life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,21 +68,55 @@ impl std::fmt::Display for ProcessorPhase {
 /// The processor's phase, shared: the processor sets it, readiness and the
 /// gateway read it.
 #[derive(Debug)]
-pub struct ProcessorStatus(watch::Sender<ProcessorPhase>);
+pub struct ProcessorStatus {
+    phase: watch::Sender<ProcessorPhase>,
+    /// The waiters of this node's gateways.
+    local: RwLock<Vec<Weak<ReplyWaiters>>>,
+}
 
 impl Default for ProcessorStatus {
     fn default() -> Self {
-        Self(watch::channel(ProcessorPhase::Joining).0)
+        Self {
+            phase: watch::channel(ProcessorPhase::Joining).0,
+            local: RwLock::default(),
+        }
     }
 }
 
 impl ProcessorStatus {
     pub fn phase(&self) -> ProcessorPhase {
-        self.0.borrow().clone()
+        self.phase.borrow().clone()
+    }
+
+    /// A gateway of this node: the lanes hand the replies addressed to it
+    /// straight to its waiters after each commit.
+    pub fn answer_here(&self, waiters: Arc<ReplyWaiters>) {
+        if let Ok(mut local) = self.local.write() {
+            local.retain(|w| w.strong_count() > 0);
+            local.push(Arc::downgrade(&waiters));
+        }
+    }
+
+    /// Hands committed replies to this node's gateways; those addressed
+    /// elsewhere reach their gateway through the replies topic only.
+    pub(crate) fn answer_committed<'a>(&self, replies: impl IntoIterator<Item = &'a Reply>) {
+        let Ok(local) = self.local.read() else {
+            return;
+        };
+        let gateways: Vec<Arc<ReplyWaiters>> = local.iter().filter_map(Weak::upgrade).collect();
+        drop(local);
+        if gateways.is_empty() {
+            return;
+        }
+        for reply in replies {
+            if let Some(gateway) = gateways.iter().find(|g| g.instance() == reply.reply_to) {
+                gateway.deliver(reply);
+            }
+        }
     }
 
     pub(crate) fn set(&self, phase: ProcessorPhase) {
-        self.0.send_if_modified(|current| {
+        self.phase.send_if_modified(|current| {
             let changed = *current != phase;
             if changed {
                 tracing::info!(from = %current, to = %phase, "command processor");
@@ -89,7 +129,7 @@ impl ProcessorStatus {
     /// Waits up to `within` until the processor serves; answers the phase
     /// it is in then.
     pub async fn serving_within(&self, within: Duration) -> ProcessorPhase {
-        let mut phases = self.0.subscribe();
+        let mut phases = self.phase.subscribe();
         let reached =
             tokio::time::timeout(within, phases.wait_for(ProcessorPhase::is_serving)).await;
         match reached {
