@@ -40,7 +40,10 @@ fn producer(
         .set("linger.ms", "2");
     if let Some(id) = transactional_id {
         // As the lanes' producers are configured.
-        client.set("transactional.id", id).set("linger.ms", "0");
+        client
+            .set("transactional.id", id)
+            .set("linger.ms", "0")
+            .set("retry.backoff.ms", super::transaction::RETRY_BACKOFF_MS);
     }
     client.create().map_err(kafka_error)
 }

@@ -41,6 +41,15 @@ impl TransactionalProducer {
             // A lane hands over each send's records at once and then waits
             // for them: lingering would only add to every round trip.
             .set("linger.ms", "0")
+            // A lane begins its next transaction the moment its last one
+            // committed, while the coordinator is still writing that one's
+            // markers: the first AddOffsetsToTxn then gets
+            // CONCURRENT_TRANSACTIONS, and librdkafka retries it after
+            // `retry.backoff.ms` (100 ms by default, a 100 ms stall of the
+            // lane). Retries start at 2 ms and back off exponentially to
+            // `retry.backoff.max.ms` (1 s), so a broker in trouble still
+            // sees few retries.
+            .set("retry.backoff.ms", RETRY_BACKOFF_MS)
             .set("transaction.timeout.ms", "60000")
             .set(
                 "message.timeout.ms",
@@ -54,6 +63,9 @@ impl TransactionalProducer {
         Ok(producer)
     }
 }
+
+/// First retry backoff of a transactional producer (see `ready`).
+pub(crate) const RETRY_BACKOFF_MS: &str = "2";
 
 pub(crate) struct KafkaTransaction {
     log: KafkaLog,
