@@ -165,7 +165,10 @@ impl KafkaLog {
             .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            // No linger: a command's append is on its path (2.6 ms at
+            // concurrency 1 with 2 ms of linger, 0.7 ms without); under
+            // load, records still batch behind the requests in flight.
+            .set("linger.ms", "0")
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", config.timeout.as_millis().to_string())
             .create()
