@@ -15,7 +15,7 @@ use crate::topics::Topics;
 use crate::CommandsError;
 use domain::{Command, TraceContext};
 use eventlog::disk::DiskReserve;
-use eventlog::{EventLog, LogError, OutgoingRecord, Record, TopicPartition};
+use eventlog::{EventLog, LogError, OutgoingRecord, Record, StoredRecord, TopicPartition};
 
 /// A command the processor accepted (or had accepted before: a repeat).
 #[derive(Debug, Clone, PartialEq)]
@@ -87,9 +87,7 @@ impl CommandGateway {
                     polled = replies.poll(1000, Duration::from_millis(250)) => polled,
                 };
                 match polled {
-                    Ok(records) => {
-                        route(&waiters, records.into_iter().filter_map(|r| r.record.value))
-                    }
+                    Ok(records) => route(&waiters, records),
                     Err(error) if error.is_transient() => {
                         tracing::warn!(%error, "reply router: transient error; polling again");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -221,9 +219,17 @@ impl CommandGateway {
 }
 
 /// Hands each reply on the replies topic addressed to this gateway to
-/// everyone still waiting on its command id.
-fn route(waiters: &ReplyWaiters, values: impl Iterator<Item = Vec<u8>>) {
-    for value in values {
+/// everyone still waiting on its command id. A reply is keyed by its
+/// command id, so one nobody here waits for (another gateway's, or one a
+/// lane of this node already handed over) is dropped unparsed.
+fn route(waiters: &ReplyWaiters, records: Vec<StoredRecord>) {
+    for stored in records {
+        if !waiters.is_waiting(&stored.record.key) {
+            continue;
+        }
+        let Some(value) = stored.record.value else {
+            continue;
+        };
         if let Ok(reply) = serde_json::from_slice::<Reply>(&value) {
             waiters.deliver(&reply);
         }

@@ -84,6 +84,17 @@ impl ReplyWaiters {
         count
     }
 
+    /// Whether anyone waits on `command_id` (the replies topic's record
+    /// key), so the router parses only the replies someone still needs.
+    pub fn is_waiting(&self, command_id: &[u8]) -> bool {
+        let Ok(command_id) = std::str::from_utf8(command_id) else {
+            return false;
+        };
+        self.waiting
+            .lock()
+            .is_ok_and(|waiting| waiting.contains_key(command_id))
+    }
+
     /// How many command ids are waited on.
     pub fn len(&self) -> usize {
         self.waiting.lock().map_or(0, |w| w.len())
@@ -116,7 +127,10 @@ mod tests {
         let waiters = ReplyWaiters::new("me".into());
         let mut a = waiters.wait_for("c1").unwrap();
         let mut b = waiters.wait_for("c1").unwrap();
+        assert!(waiters.is_waiting(b"c1"));
+        assert!(!waiters.is_waiting(b"c2"));
         assert_eq!(waiters.deliver(&reply("c1", "me")), 2);
+        assert!(!waiters.is_waiting(b"c1"));
         assert_eq!(a.try_recv().unwrap().command_id, "c1");
         assert_eq!(b.try_recv().unwrap().command_id, "c1");
         assert_eq!(waiters.deliver(&reply("c1", "me")), 0, "the topic's copy");
