@@ -170,11 +170,11 @@ impl CommandGateway {
         let reply = match tokio::time::timeout_at(deadline.into(), reply).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
-                self.forget(&command_id);
+                self.waiters.forget(&command_id);
                 return Err(error);
             }
             Err(_) => {
-                self.forget(&command_id);
+                self.waiters.forget(&command_id);
                 return Err(CommandsError::Timeout {
                     command_id,
                     waited_ms: self.timeout.as_millis(),
@@ -211,10 +211,6 @@ impl CommandGateway {
             "command answered"
         );
         answer
-    }
-
-    fn forget(&self, command_id: &str) {
-        self.waiters.forget(command_id);
     }
 }
 

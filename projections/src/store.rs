@@ -64,6 +64,34 @@ fn time_key(time: DateTime<Utc>) -> [u8; 8] {
     ((time.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The stored keys of every row of one table whose key starts with given
+/// parts: their common tree prefix, and how each splits into row key and time.
+struct TableScan {
+    /// Tag, table, 0, the joined key parts.
+    prefix: Vec<u8>,
+    /// Where the row key starts.
+    head: usize,
+}
+
+impl TableScan {
+    fn new(table: &str, key_prefix: &[&str]) -> Self {
+        let mut prefix = vec![ROW];
+        prefix.extend_from_slice(table.as_bytes());
+        prefix.push(0);
+        let head = prefix.len();
+        prefix.extend_from_slice(key_prefix.join("\u{1f}").as_bytes());
+        Self { prefix, head }
+    }
+
+    /// A stored key (tag, table, 0, key, 0, 8 time bytes) as its row key and time bytes.
+    fn split<'k>(&self, raw: &'k [u8]) -> Result<(&'k [u8], &'k [u8]), StoreError> {
+        if raw.len() < self.head + 9 {
+            return Err(StoreError::Corrupt("short row key".into()));
+        }
+        Ok((&raw[self.head..raw.len() - 9], &raw[raw.len() - 8..]))
+    }
+}
+
 fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut out = vec![tag];
     for (i, part) in parts.iter().enumerate() {
@@ -287,28 +315,19 @@ impl ProjectionStore {
         table: &'static str,
         key_prefix: &[&str],
     ) -> Result<Vec<RowKey>, StoreError> {
-        let mut scan = vec![ROW];
-        scan.extend_from_slice(table.as_bytes());
-        scan.push(0);
-        let head = scan.len();
-        let joined = key_prefix.join("\u{1f}");
-        scan.extend_from_slice(joined.as_bytes());
+        let scan = TableScan::new(table, key_prefix);
         // One seek per row, past all of its versions: a row with many
         // versions (a busy day's finance totals) costs what a row with one does.
         let mut keys: Vec<RowKey> = Vec::new();
-        let mut from = scan.clone();
+        let mut from = scan.prefix.clone();
         while let Some(entry) = self.tree.range(from.as_slice()..).next() {
             let (raw, _) = entry?;
-            if !raw.starts_with(&scan) {
+            if !raw.starts_with(&scan.prefix) {
                 break;
-            }
-            // raw = prefix(head) + key + 0 + 8 time bytes
-            if raw.len() < head + 9 {
-                return Err(StoreError::Corrupt("short row key".into()));
             }
             let row = RowKey {
                 table,
-                key: raw[head..raw.len() - 9].to_vec(),
+                key: scan.split(&raw)?.0.to_vec(),
             };
             from = row.prefix();
             from.extend_from_slice(&[0xFF; 9]);
@@ -329,22 +348,14 @@ impl ProjectionStore {
         key_prefix: &[&str],
         at: DateTime<Utc>,
     ) -> Result<Vec<(RowKey, Vec<u8>)>, StoreError> {
-        let mut scan = vec![ROW];
-        scan.extend_from_slice(table.as_bytes());
-        scan.push(0);
-        let head = scan.len();
-        scan.extend_from_slice(key_prefix.join("\u{1f}").as_bytes());
+        let scan = TableScan::new(table, key_prefix);
         let until = time_key(at);
         let mut rows = Vec::new();
         // The row being read and its version at `at` so far.
         let mut current: Option<(Vec<u8>, Option<sled::IVec>)> = None;
-        for entry in self.tree.scan_prefix(&scan) {
+        for entry in self.tree.scan_prefix(&scan.prefix) {
             let (raw, value) = entry?;
-            // raw = prefix(head) + key + 0 + 8 time bytes
-            if raw.len() < head + 9 {
-                return Err(StoreError::Corrupt("short row key".into()));
-            }
-            let (key, time) = (&raw[head..raw.len() - 9], &raw[raw.len() - 8..]);
+            let (key, time) = scan.split(&raw)?;
             if current.as_ref().is_none_or(|(k, _)| k.as_slice() != key) {
                 if let Some((k, Some(v))) = current.take() {
                     rows.push((RowKey { table, key: k }, v.to_vec()));
