@@ -38,6 +38,54 @@ async fn ready_says_what_the_processor_does(backend: Backend) {
 
 on_both_backends!(ready_says_what_the_processor_does);
 
+/// A node that says it is ready has applied every acknowledged command in
+/// every projection, even when asked at once: on Kafka a lane answers as
+/// soon as its transaction commits, a moment before the coordinator's
+/// markers make the events readable, and readiness must count them.
+async fn ready_at_once_after_an_answer_covers_its_events(backend: Backend) {
+    let s = TestServer::start_on(backend, |_| {}).await;
+    s.wait_ready().await;
+    for i in 0..12 {
+        let placed = data(
+            s.gql(PLACE, order_input(&format!("ready-{i}"), "rae"))
+                .await,
+        );
+        let events = placed["placeOrder"]["events"].as_array().unwrap().clone();
+        assert!(!events.is_empty(), "{placed}");
+        s.wait_ready().await;
+        let body = data(
+            s.gql(
+                "{ projections { name partitions { partition position } } }",
+                json!({}),
+            )
+            .await,
+        );
+        for projection in body["projections"].as_array().unwrap() {
+            for event in &events {
+                let (partition, offset) = (
+                    event["partition"].as_i64().unwrap(),
+                    event["offset"].as_str().unwrap().parse::<u64>().unwrap(),
+                );
+                let position = projection["partitions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["partition"].as_i64() == Some(partition))
+                    .and_then(|p| p["position"].as_str()?.parse::<u64>().ok())
+                    .unwrap();
+                assert!(
+                    position > offset,
+                    "ready, but {} is at {position} of partition {partition}, \
+                     short of the acknowledged event at {offset}",
+                    projection["name"]
+                );
+            }
+        }
+    }
+}
+
+on_both_backends!(ready_at_once_after_an_answer_covers_its_events);
+
 /// On Kafka, a replacement node (fresh data directory, so a new static
 /// member) waits for the group until the old member's session expires: it
 /// says so, and refuses commands quickly and unsent until then.
@@ -101,4 +149,69 @@ async fn a_node_waiting_for_its_group_is_not_ready_and_refuses_commands_unsent()
         "ready only after {:?}",
         stopped.elapsed()
     );
+}
+
+/// On Kafka a transaction's records are written before they are readable:
+/// the lag taken while one is open, which commits while its probe looks,
+/// counts them (the readable end alone, the last stable offset, did not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_counts_records_written_before_they_became_readable() {
+    let s = TestServer::start_on(Backend::Kafka, |_| {}).await;
+    let log = s.server().log.clone();
+    let topics = commands::Topics::new(&format!("{}.lag", s.config.topic_prefix));
+    log.create_topic(&eventlog::TopicSpec {
+        name: topics.events.clone(),
+        partitions: 1,
+        compacted: false,
+        retention_ms: None,
+    })
+    .await
+    .unwrap();
+    let tp = eventlog::TopicPartition::new(&topics.events, 0);
+    let progress = projections::worker::Progress::default();
+    progress.set_position(0, 0);
+    let probes = projections::serving::lag::LagProbes::default();
+    let writer = log.lane("lag-probe");
+    writer.init_transactions().await.unwrap();
+    let mut txn = writer.begin().await.unwrap();
+    let records = (0..2)
+        .map(|i| eventlog::OutgoingRecord {
+            topic: topics.events.clone(),
+            partition: Some(0),
+            record: eventlog::Record {
+                key: b"k".to_vec(),
+                value: Some(format!("v{i}").into_bytes()),
+                headers: vec![],
+                timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            },
+        })
+        .collect();
+    txn.send(records).await.unwrap();
+    assert_eq!(
+        log.watermarks(&tp).await.unwrap().1,
+        0,
+        "open records are not readable"
+    );
+    assert_eq!(
+        log.written_end(&tp).await.unwrap(),
+        2,
+        "but they are written"
+    );
+    let (lag, committed) = tokio::join!(
+        projections::serving::lag::lag_of(log.as_ref(), &topics, "probe", &progress, &probes),
+        async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            txn.commit(vec![]).await
+        }
+    );
+    committed.unwrap();
+    let lag = lag.unwrap();
+    assert_eq!(lag.events, 2, "{lag:?}");
+    // Applied up to the commit marker's offset: nothing left but the marker.
+    progress.set_position(0, 2);
+    let lag = projections::serving::lag::lag_of(log.as_ref(), &topics, "probe", &progress, &probes)
+        .await
+        .unwrap();
+    assert_eq!(lag.events, 0, "{lag:?}");
+    assert_eq!(lag.partitions[0].end, 3, "the marker takes an offset");
 }

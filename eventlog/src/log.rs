@@ -61,9 +61,21 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// only that lane's previous owner, wherever it runs.
     fn lane(&self, lane: &str) -> std::sync::Arc<dyn EventLog>;
 
-    /// Low and high watermarks: the first offset kept and the next offset
-    /// to be written (committed data only).
+    /// The first offset kept and the readable end: the offset after the
+    /// last record a read_committed reader can see now. On Kafka that is
+    /// the last stable offset: the records of an open transaction lie past
+    /// it, and so, for a moment after `commit` returned, do those of a
+    /// committed one whose markers the coordinator is still writing. A
+    /// reader that starts at the readable end misses nothing committed.
     async fn watermarks(&self, partition: &TopicPartition) -> Result<(u64, u64), LogError>;
+
+    /// The offset after the last record written, committed or not (Kafka:
+    /// the high watermark; at least the readable end). How far a reader is
+    /// behind counts to here: a committed transaction's records are past
+    /// the readable end until their markers are written.
+    async fn written_end(&self, partition: &TopicPartition) -> Result<u64, LogError> {
+        Ok(self.watermarks(partition).await?.1)
+    }
 
     /// The earliest offset whose timestamp is at or after `timestamp_ms`, or
     /// None past the end (Kafka: offsets_for_times).

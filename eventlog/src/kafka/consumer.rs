@@ -160,12 +160,12 @@ impl KafkaConsumer {
         }
     }
 
-    /// Whether every partition's position has reached its high watermark.
-    /// librdkafka's end of partition is the last stable offset: records of
-    /// a transaction whose markers are not written yet lie beyond it, and a
-    /// reader that stopped there would miss them. A partition short of its
-    /// high watermark is no longer counted as at its end.
-    async fn at_high_watermarks(&mut self, assigned: &[TopicPartition]) -> Result<bool, LogError> {
+    /// Whether every partition's position has reached its readable end now
+    /// (`EventLog::watermarks`: the last stable offset). An end-of-partition
+    /// event alone does not say so: it may be from before the last `assign`,
+    /// or records may have been committed since it was queued. A partition
+    /// short of its end is no longer counted as at its end.
+    async fn at_readable_ends(&mut self, assigned: &[TopicPartition]) -> Result<bool, LogError> {
         self.step_past_markers();
         let mut all = true;
         for tp in assigned {
@@ -310,7 +310,7 @@ impl LogConsumer for KafkaConsumer {
                     if out.is_empty()
                         && !assigned.is_empty()
                         && assigned.iter().all(|tp| self.at_end.contains(tp))
-                        && self.at_high_watermarks(&assigned).await?
+                        && self.at_readable_ends(&assigned).await?
                     {
                         break;
                     }

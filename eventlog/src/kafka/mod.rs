@@ -132,6 +132,9 @@ struct Inner {
     admin: AdminClient<DefaultClientContext>,
     /// For metadata, watermarks and offsets for times.
     meta: Arc<BaseConsumer>,
+    /// The same with read_uncommitted, for the high watermark (`written_end`);
+    /// made on first use.
+    meta_uncommitted: std::sync::OnceLock<Arc<BaseConsumer>>,
     partitions: Mutex<HashMap<String, u32>>,
     /// One non-member consumer per group, for committed offsets and group metadata.
     groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
@@ -203,6 +206,7 @@ impl KafkaLog {
                 producer,
                 admin,
                 meta,
+                meta_uncommitted: std::sync::OnceLock::new(),
                 partitions: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 members: Mutex::new(HashMap::new()),
@@ -309,16 +313,61 @@ impl KafkaLog {
         }
     }
 
-    async fn watermarks_once(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
-        let (meta, tp, timeout) = (
-            self.inner.meta.clone(),
-            tp.clone(),
-            self.inner.config.timeout,
-        );
+    /// The watermarks `meta`'s isolation level sees, retried briefly while
+    /// leadership moves (a broker restart, a new topic).
+    async fn watermarks_seen_by(
+        &self,
+        meta: &Arc<BaseConsumer>,
+        tp: &TopicPartition,
+    ) -> Result<(u64, u64), LogError> {
+        let count = self.partitions_of(&tp.topic).await?;
+        self.check_partition(count, tp)?;
+        let mut attempt = 0;
+        loop {
+            match self.watermarks_once(meta, tp).await {
+                Err(error) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(%error, %tp, "watermarks not available yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn watermarks_once(
+        &self,
+        meta: &Arc<BaseConsumer>,
+        tp: &TopicPartition,
+    ) -> Result<(u64, u64), LogError> {
+        let (meta, tp, timeout) = (meta.clone(), tp.clone(), self.inner.config.timeout);
         let (low, high) =
             blocking(move || meta.fetch_watermarks(&tp.topic, tp.partition as i32, timeout))
                 .await?;
         Ok((low.max(0) as u64, high.max(0) as u64))
+    }
+
+    /// The metadata client that reads the high watermark: librdkafka's
+    /// watermark query asks for the end its client's isolation level sees,
+    /// the last stable offset under read_committed.
+    fn uncommitted_meta(&self) -> Result<Arc<BaseConsumer>, LogError> {
+        if let Some(meta) = self.inner.meta_uncommitted.get() {
+            return Ok(meta.clone());
+        }
+        let meta: BaseConsumer = self
+            .inner
+            .config
+            .client()
+            .set("group.id", "orderstore.metadata")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .map_err(kafka_error)?;
+        Ok(self
+            .inner
+            .meta_uncommitted
+            .get_or_init(|| Arc::new(meta))
+            .clone())
     }
 
     fn check_partition(&self, count: u32, tp: &TopicPartition) -> Result<(), LogError> {
@@ -458,7 +507,7 @@ impl EventLog for KafkaLog {
                 let mut ready = true;
                 for partition in 0..spec.partitions {
                     let tp = TopicPartition::new(&spec.name, partition);
-                    ready &= self.watermarks_once(&tp).await.is_ok();
+                    ready &= self.watermarks_once(&self.inner.meta, &tp).await.is_ok();
                 }
                 if ready {
                     return Ok(());
@@ -501,20 +550,12 @@ impl EventLog for KafkaLog {
     }
 
     async fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
-        let count = self.partitions_of(&tp.topic).await?;
-        self.check_partition(count, tp)?;
-        // Leadership moves (a broker restart, a new topic): retry briefly.
-        let mut attempt = 0;
-        loop {
-            match self.watermarks_once(tp).await {
-                Err(error) if attempt < 20 => {
-                    attempt += 1;
-                    tracing::debug!(%error, %tp, "watermarks not available yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                }
-                other => return other,
-            }
-        }
+        self.watermarks_seen_by(&self.inner.meta, tp).await
+    }
+
+    async fn written_end(&self, tp: &TopicPartition) -> Result<u64, LogError> {
+        let meta = self.uncommitted_meta()?;
+        Ok(self.watermarks_seen_by(&meta, tp).await?.1)
     }
 
     async fn offset_for_time(

@@ -28,7 +28,9 @@ pub struct PartitionLag {
     pub partition: u32,
     /// Next offset the projection will apply.
     pub position: u64,
-    /// The log's high watermark.
+    /// The offset after the last record written (`EventLog::written_end`):
+    /// on Kafka past the readable end while transactions are open or their
+    /// markers are being written.
     pub end: u64,
     /// Events not yet applied (0 when only transaction markers remain).
     pub lag: u64,
@@ -73,7 +75,8 @@ pub async fn lag_of(
     let mut partitions = Vec::new();
     for partition in 0..log.partition_count(&topics.events).await? {
         let tp = TopicPartition::new(&topics.events, partition);
-        let (low, high) = log.watermarks(&tp).await?;
+        let low = log.watermarks(&tp).await?.0;
+        let high = log.written_end(&tp).await?;
         let position = positions.get(&partition).copied().unwrap_or(low).max(low);
         partitions.push(PartitionLag {
             partition,
@@ -82,15 +85,22 @@ pub async fn lag_of(
             lag: 0,
         });
     }
-    // Past a position there may be only Kafka transaction markers, which no
-    // consumer ever sees: a partition lags only when a record is there.
+    // Past a position there may be only Kafka transaction markers and
+    // aborted records, which no consumer ever sees: a partition lags only
+    // when a record is there. The records of a committed transaction whose
+    // markers are not written yet are: the probe follows the head, so it
+    // waits for them rather than stopping at the readable end.
     let mut unseen: Vec<&PartitionLag> = partitions.iter().filter(|p| p.position < p.end).collect();
     let mut first_seen: HashMap<u32, i64> = HashMap::new();
     if !unseen.is_empty() {
         let mut consumers = probes.consumers.lock().await;
         let consumer = match consumers.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(log.consumer().await?),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let mut consumer = log.consumer().await?;
+                consumer.follow();
+                entry.insert(consumer)
+            }
         };
         let deadline = tokio::time::Instant::now() + PEEK;
         while !unseen.is_empty() {
