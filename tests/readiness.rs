@@ -151,11 +151,12 @@ async fn a_node_waiting_for_its_group_is_not_ready_and_refuses_commands_unsent()
     );
 }
 
-/// On Kafka a transaction's records are written before they are readable:
-/// the lag taken while one is open, which commits while its probe looks,
-/// counts them (the readable end alone, the last stable offset, did not).
+/// On Kafka a committed transaction's records become readable a moment
+/// after `commit` returns, when the coordinator has written the markers:
+/// the lag taken at once counts them (the last stable offset alone did
+/// not), and an open transaction's records do not count at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lag_counts_records_written_before_they_became_readable() {
+async fn the_lag_counts_a_committed_transaction_before_its_markers_are_written() {
     let s = TestServer::start_on(Backend::Kafka, |_| {}).await;
     let log = s.server().log.clone();
     let topics = commands::Topics::new(&format!("{}.lag", s.config.topic_prefix));
@@ -167,51 +168,58 @@ async fn the_lag_counts_records_written_before_they_became_readable() {
     })
     .await
     .unwrap();
-    let tp = eventlog::TopicPartition::new(&topics.events, 0);
     let progress = projections::worker::Progress::default();
     progress.set_position(0, 0);
     let probes = projections::serving::lag::LagProbes::default();
+    let lag =
+        || projections::serving::lag::lag_of(log.as_ref(), &topics, "probe", &progress, &probes);
+    let records = |n: usize| -> Vec<eventlog::OutgoingRecord> {
+        (0..n)
+            .map(|i| eventlog::OutgoingRecord {
+                topic: topics.events.clone(),
+                partition: Some(0),
+                record: eventlog::Record {
+                    key: b"k".to_vec(),
+                    value: Some(format!("v{i}").into_bytes()),
+                    headers: vec![],
+                    timestamp_ms: chrono::Utc::now().timestamp_millis(),
+                },
+            })
+            .collect()
+    };
     let writer = log.lane("lag-probe");
     writer.init_transactions().await.unwrap();
+
+    let mut open = writer.begin().await.unwrap();
+    open.send(records(3)).await.unwrap();
+    let while_open = lag().await.unwrap();
+    assert_eq!(
+        while_open.events, 0,
+        "an open transaction is not lag: {while_open:?}"
+    );
+    open.abort().await.unwrap();
+
     let mut txn = writer.begin().await.unwrap();
-    let records = (0..2)
-        .map(|i| eventlog::OutgoingRecord {
-            topic: topics.events.clone(),
-            partition: Some(0),
-            record: eventlog::Record {
-                key: b"k".to_vec(),
-                value: Some(format!("v{i}").into_bytes()),
-                headers: vec![],
-                timestamp_ms: chrono::Utc::now().timestamp_millis(),
-            },
-        })
-        .collect();
-    txn.send(records).await.unwrap();
-    assert_eq!(
-        log.watermarks(&tp).await.unwrap().1,
-        0,
-        "open records are not readable"
+    let sent = txn.send(records(2)).await.unwrap();
+    txn.commit(vec![]).await.unwrap();
+    let last = sent.last().unwrap().offset;
+    let at_once = lag().await.unwrap();
+    assert!(at_once.partitions[0].end > last, "{at_once:?}");
+    assert!(
+        at_once.events >= 2,
+        "committed records not counted: {at_once:?}"
     );
-    assert_eq!(
-        log.written_end(&tp).await.unwrap(),
-        2,
-        "but they are written"
-    );
-    let (lag, committed) = tokio::join!(
-        projections::serving::lag::lag_of(log.as_ref(), &topics, "probe", &progress, &probes),
-        async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            txn.commit(vec![]).await
-        }
-    );
-    committed.unwrap();
-    let lag = lag.unwrap();
-    assert_eq!(lag.events, 2, "{lag:?}");
-    // Applied up to the commit marker's offset: nothing left but the marker.
-    progress.set_position(0, 2);
-    let lag = projections::serving::lag::lag_of(log.as_ref(), &topics, "probe", &progress, &probes)
-        .await
-        .unwrap();
-    assert_eq!(lag.events, 0, "{lag:?}");
-    assert_eq!(lag.partitions[0].end, 3, "the marker takes an offset");
+
+    // Applied, and past the markers: nothing left.
+    progress.set_position(0, last + 1);
+    let applied = eventually(
+        Duration::from_secs(30),
+        "the markers are written",
+        || async {
+            let lag = lag().await.unwrap();
+            (lag.events == 0).then_some(lag)
+        },
+    )
+    .await;
+    assert!(applied.partitions[0].end > last, "{applied:?}");
 }

@@ -69,12 +69,14 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// reader that starts at the readable end misses nothing committed.
     async fn watermarks(&self, partition: &TopicPartition) -> Result<(u64, u64), LogError>;
 
-    /// The offset after the last record written, committed or not (Kafka:
-    /// the high watermark; at least the readable end). How far a reader is
-    /// behind counts to here: a committed transaction's records are past
-    /// the readable end until their markers are written.
-    async fn written_end(&self, partition: &TopicPartition) -> Result<u64, LogError> {
-        Ok(self.watermarks(partition).await?.1)
+    /// The offset after the last record of the transactions this process
+    /// committed on `partition` (through this handle or its lanes), when it
+    /// knows one. On Kafka those records lie past the readable end from the
+    /// moment `commit` returns until the coordinator has written their
+    /// markers, a moment later: how far a reader is behind counts to here.
+    /// `None` where a committed transaction is readable at once (embedded).
+    fn committed_end(&self, _partition: &TopicPartition) -> Option<u64> {
+        None
     }
 
     /// The earliest offset whose timestamp is at or after `timestamp_ms`, or

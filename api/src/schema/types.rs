@@ -481,7 +481,9 @@ pub struct PartitionLag {
     pub partition: i32,
     /// Next offset the projection will apply.
     pub position: String,
-    /// The log's high watermark.
+    /// The end of the log's committed records (Kafka: the last stable
+    /// offset, or the end of a transaction this node committed while its
+    /// markers are being written).
     pub end: String,
     pub lag: String,
 }

@@ -132,15 +132,15 @@ struct Inner {
     admin: AdminClient<DefaultClientContext>,
     /// For metadata, watermarks and offsets for times.
     meta: Arc<BaseConsumer>,
-    /// The same with read_uncommitted, for the high watermark (`written_end`);
-    /// made on first use.
-    meta_uncommitted: std::sync::OnceLock<Arc<BaseConsumer>>,
     partitions: Mutex<HashMap<String, u32>>,
     /// One non-member consumer per group, for committed offsets and group metadata.
     groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
     /// The live member of each group this handle joined: its group metadata
     /// (generation) goes into transactions, so a stale member is fenced.
     members: Mutex<HashMap<String, Weak<consumer::Reader>>>,
+    /// Per partition, the offset after the last record of the transactions
+    /// committed through this handle or its lanes (`EventLog::committed_end`).
+    committed_ends: Mutex<HashMap<TopicPartition, u64>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -206,10 +206,10 @@ impl KafkaLog {
                 producer,
                 admin,
                 meta,
-                meta_uncommitted: std::sync::OnceLock::new(),
                 partitions: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 members: Mutex::new(HashMap::new()),
+                committed_ends: Mutex::new(HashMap::new()),
             }),
             transactional,
         })
@@ -313,61 +313,26 @@ impl KafkaLog {
         }
     }
 
-    /// The watermarks `meta`'s isolation level sees, retried briefly while
-    /// leadership moves (a broker restart, a new topic).
-    async fn watermarks_seen_by(
-        &self,
-        meta: &Arc<BaseConsumer>,
-        tp: &TopicPartition,
-    ) -> Result<(u64, u64), LogError> {
-        let count = self.partitions_of(&tp.topic).await?;
-        self.check_partition(count, tp)?;
-        let mut attempt = 0;
-        loop {
-            match self.watermarks_once(meta, tp).await {
-                Err(error) if attempt < 20 => {
-                    attempt += 1;
-                    tracing::debug!(%error, %tp, "watermarks not available yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn watermarks_once(
-        &self,
-        meta: &Arc<BaseConsumer>,
-        tp: &TopicPartition,
-    ) -> Result<(u64, u64), LogError> {
-        let (meta, tp, timeout) = (meta.clone(), tp.clone(), self.inner.config.timeout);
+    async fn watermarks_once(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
+        let (meta, tp, timeout) = (
+            self.inner.meta.clone(),
+            tp.clone(),
+            self.inner.config.timeout,
+        );
         let (low, high) =
             blocking(move || meta.fetch_watermarks(&tp.topic, tp.partition as i32, timeout))
                 .await?;
         Ok((low.max(0) as u64, high.max(0) as u64))
     }
 
-    /// The metadata client that reads the high watermark: librdkafka's
-    /// watermark query asks for the end its client's isolation level sees,
-    /// the last stable offset under read_committed.
-    fn uncommitted_meta(&self) -> Result<Arc<BaseConsumer>, LogError> {
-        if let Some(meta) = self.inner.meta_uncommitted.get() {
-            return Ok(meta.clone());
+    /// Records the ends of a transaction that has just committed.
+    pub(crate) fn note_committed(&self, ends: &HashMap<TopicPartition, u64>) {
+        if let Ok(mut known) = self.inner.committed_ends.lock() {
+            for (tp, end) in ends {
+                let at = known.entry(tp.clone()).or_insert(0);
+                *at = (*at).max(*end);
+            }
         }
-        let meta: BaseConsumer = self
-            .inner
-            .config
-            .client()
-            .set("group.id", "orderstore.metadata")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_uncommitted")
-            .create()
-            .map_err(kafka_error)?;
-        Ok(self
-            .inner
-            .meta_uncommitted
-            .get_or_init(|| Arc::new(meta))
-            .clone())
     }
 
     fn check_partition(&self, count: u32, tp: &TopicPartition) -> Result<(), LogError> {
@@ -507,7 +472,7 @@ impl EventLog for KafkaLog {
                 let mut ready = true;
                 for partition in 0..spec.partitions {
                     let tp = TopicPartition::new(&spec.name, partition);
-                    ready &= self.watermarks_once(&self.inner.meta, &tp).await.is_ok();
+                    ready &= self.watermarks_once(&tp).await.is_ok();
                 }
                 if ready {
                     return Ok(());
@@ -550,12 +515,24 @@ impl EventLog for KafkaLog {
     }
 
     async fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64), LogError> {
-        self.watermarks_seen_by(&self.inner.meta, tp).await
+        let count = self.partitions_of(&tp.topic).await?;
+        self.check_partition(count, tp)?;
+        // Leadership moves (a broker restart, a new topic): retry briefly.
+        let mut attempt = 0;
+        loop {
+            match self.watermarks_once(tp).await {
+                Err(error) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(%error, %tp, "watermarks not available yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
-    async fn written_end(&self, tp: &TopicPartition) -> Result<u64, LogError> {
-        let meta = self.uncommitted_meta()?;
-        Ok(self.watermarks_seen_by(&meta, tp).await?.1)
+    fn committed_end(&self, tp: &TopicPartition) -> Option<u64> {
+        self.inner.committed_ends.lock().ok()?.get(tp).copied()
     }
 
     async fn offset_for_time(

@@ -3,6 +3,7 @@
 //! (such as being fenced by a newer producer with the same transactional.id)
 //! drop the producer so the next transaction starts a new one.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::OwnedMutexGuard;
 
 use super::{blocking, kafka_error, produce, KafkaConfig, KafkaLog};
-use crate::{GroupOffset, LogError, LogTransaction, OutgoingRecord, Position};
+use crate::{GroupOffset, LogError, LogTransaction, OutgoingRecord, Position, TopicPartition};
 
 /// The transactional producer of one log handle, created on first use.
 pub(crate) struct TransactionalProducer {
@@ -73,6 +74,8 @@ pub(crate) struct KafkaTransaction {
     state: OwnedMutexGuard<TransactionalProducer>,
     /// send_offsets_to_transaction started early, running beside the sends.
     offsets: Option<tokio::task::JoinHandle<Result<(), KafkaError>>>,
+    /// Per partition, the offset after the last record sent in it.
+    written: HashMap<TopicPartition, u64>,
     finished: bool,
 }
 
@@ -113,6 +116,7 @@ impl KafkaTransaction {
             producer,
             state,
             offsets: None,
+            written: HashMap::new(),
             finished: false,
         })
     }
@@ -194,8 +198,18 @@ impl KafkaTransaction {
 impl LogTransaction for KafkaTransaction {
     async fn send(&mut self, records: Vec<OutgoingRecord>) -> Result<Vec<Position>, LogError> {
         let producer = self.producer.clone();
+        let topics: Vec<String> = records.iter().map(|r| r.topic.clone()).collect();
         match produce(&self.log, &producer, records).await {
-            Ok(positions) => Ok(positions),
+            Ok(positions) => {
+                for (topic, position) in topics.into_iter().zip(&positions) {
+                    let end = self
+                        .written
+                        .entry(TopicPartition::new(&topic, position.partition))
+                        .or_insert(0);
+                    *end = (*end).max(position.offset + 1);
+                }
+                Ok(positions)
+            }
             Err(error) => {
                 // A failed send leaves the transaction unusable: abort it.
                 self.settle_offsets().await;
@@ -232,6 +246,7 @@ impl LogTransaction for KafkaTransaction {
             match committed {
                 Ok(()) => {
                     self.finished = true;
+                    self.log.note_committed(&self.written);
                     return Ok(());
                 }
                 Err(error) if is_retriable(&error) && attempt < 2 => {

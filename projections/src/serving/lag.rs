@@ -28,9 +28,9 @@ pub struct PartitionLag {
     pub partition: u32,
     /// Next offset the projection will apply.
     pub position: u64,
-    /// The offset after the last record written (`EventLog::written_end`):
-    /// on Kafka past the readable end while transactions are open or their
-    /// markers are being written.
+    /// The end of the log's committed records: its readable end (Kafka: the
+    /// last stable offset), or past it the end of a transaction this node
+    /// committed whose markers are not written yet (`EventLog::committed_end`).
     pub end: u64,
     /// Events not yet applied (0 when only transaction markers remain).
     pub lag: u64,
@@ -73,34 +73,35 @@ pub async fn lag_of(
 ) -> Result<Lag, LogError> {
     let positions = progress.positions();
     let mut partitions = Vec::new();
+    // Partitions behind records this node committed: certainly lagging.
+    let mut behind_committed = std::collections::HashSet::new();
     for partition in 0..log.partition_count(&topics.events).await? {
         let tp = TopicPartition::new(&topics.events, partition);
-        let low = log.watermarks(&tp).await?.0;
-        let high = log.written_end(&tp).await?;
+        let (low, high) = log.watermarks(&tp).await?;
         let position = positions.get(&partition).copied().unwrap_or(low).max(low);
+        let committed = log.committed_end(&tp).unwrap_or(0);
+        if position < committed {
+            behind_committed.insert(partition);
+        }
         partitions.push(PartitionLag {
             partition,
             position,
-            end: high,
+            end: high.max(committed),
             lag: 0,
         });
     }
-    // Past a position there may be only Kafka transaction markers and
-    // aborted records, which no consumer ever sees: a partition lags only
-    // when a record is there. The records of a committed transaction whose
-    // markers are not written yet are: the probe follows the head, so it
-    // waits for them rather than stopping at the readable end.
-    let mut unseen: Vec<&PartitionLag> = partitions.iter().filter(|p| p.position < p.end).collect();
+    // Past a position there may be only Kafka transaction markers, which no
+    // consumer ever sees: a partition lags only when a record is there.
+    let mut unseen: Vec<&PartitionLag> = partitions
+        .iter()
+        .filter(|p| p.position < p.end && !behind_committed.contains(&p.partition))
+        .collect();
     let mut first_seen: HashMap<u32, i64> = HashMap::new();
     if !unseen.is_empty() {
         let mut consumers = probes.consumers.lock().await;
         let consumer = match consumers.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let mut consumer = log.consumer().await?;
-                consumer.follow();
-                entry.insert(consumer)
-            }
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(log.consumer().await?),
         };
         let deadline = tokio::time::Instant::now() + PEEK;
         while !unseen.is_empty() {
@@ -128,7 +129,9 @@ pub async fn lag_of(
     }
     let mut events = 0;
     for partition in &mut partitions {
-        if first_seen.contains_key(&partition.partition) {
+        if first_seen.contains_key(&partition.partition)
+            || behind_committed.contains(&partition.partition)
+        {
             partition.lag = partition.end - partition.position;
             events += partition.lag;
         }
