@@ -201,6 +201,19 @@ async fn several_orders_go_through_their_lifecycles_and_every_view_agrees(backen
         history["orderHistory"]["pageInfo"],
         json!({ "hasNextPage": true, "endCursor": "4" })
     );
+    // The data of a read model's event, rendered when selected, is the
+    // command's answer's own.
+    let first = data(
+        s.gql(
+            "{ orderHistory(id: \"o1\", first: 1) { edges { node { type data } } } }",
+            json!({}),
+        )
+        .await,
+    );
+    assert_eq!(
+        first["orderHistory"]["edges"][0]["node"]["data"], placed["events"][0]["data"],
+        "{first}"
+    );
     let rest = data(s.gql("{ orderHistory(id: \"o1\", after: \"4\") { edges { node { sequence } } pageInfo { hasNextPage } } }", json!({})).await);
     assert_eq!(
         rest["orderHistory"]["edges"],

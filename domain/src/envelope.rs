@@ -258,6 +258,16 @@ impl RecordedEvent {
     /// The structured form as a typed value, built directly (no JSON round
     /// trip): what the API shows of an event.
     pub fn to_structured(&self) -> StructuredEvent {
+        StructuredEvent {
+            data: codec::event_data_json(&self.event),
+            ..self.structured_attributes()
+        }
+    }
+
+    /// The structured form with its `data` left null: for a reader that
+    /// renders the data (`codec::event_data_json`) only when it is asked
+    /// for, as GraphQL does when a query selects `data`.
+    pub fn structured_attributes(&self) -> StructuredEvent {
         let e = &self.envelope;
         StructuredEvent {
             id: e.id.clone(),
@@ -271,7 +281,7 @@ impl RecordedEvent {
             causation_id: e.causation_id.clone(),
             traceparent: e.trace.as_ref().map(|t| t.traceparent.clone()),
             tracestate: e.trace.as_ref().and_then(|t| t.tracestate.clone()),
-            data: codec::event_data_json(&self.event),
+            data: serde_json::Value::Null,
         }
     }
 

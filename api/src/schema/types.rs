@@ -1,7 +1,14 @@
 //! The GraphQL object types of shared/schema.graphql, built from domain
 //! and read-model values. Names follow the schema exactly.
 
-use async_graphql::{Enum, Json, Scalar, ScalarType, SimpleObject, Value, ID};
+use std::borrow::Cow;
+
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    ContextSelectionSet, Enum, Json, OutputType, Positioned, Scalar, ScalarType, ServerResult,
+    SimpleObject, Value, ID,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::{Currency, Money as DomainMoney};
 
@@ -118,7 +125,7 @@ pub struct Event {
     pub schema_version: String,
     pub correlation_id: String,
     pub causation_id: String,
-    pub data: Json<serde_json::Value>,
+    pub data: EventData,
     pub partition: i32,
     pub offset: String,
     /// W3C trace context of the command that caused it (CloudEvents
@@ -141,7 +148,7 @@ impl Event {
             schema_version: event.schema_version.to_string(),
             correlation_id: event.correlation_id,
             causation_id: event.causation_id,
-            data: Json(event.data),
+            data: EventData::Rendered(event.data),
             partition: i32::try_from(partition).unwrap_or(i32::MAX),
             offset: offset.to_string(),
             traceparent: event.traceparent,
@@ -149,9 +156,13 @@ impl Event {
         }
     }
 
-    /// An event read from the log or a read model: typed all the way.
+    /// An event read from the log or a read model: typed all the way, its
+    /// data rendered only if the query selects it.
     pub fn from_recorded(event: &domain::RecordedEvent, partition: u32, offset: u64) -> Self {
-        Self::new(event.to_structured(), partition, offset)
+        Self {
+            data: EventData::Typed(event.event.clone()),
+            ..Self::new(event.structured_attributes(), partition, offset)
+        }
     }
 
     /// An event of a command's reply (structured JSON on the replies
@@ -160,6 +171,39 @@ impl Event {
         let structured = domain::envelope::StructuredEvent::from_json(&event.cloudevent)
             .map_err(ApiError::internal)?;
         Ok(Self::new(structured, event.partition, event.offset))
+    }
+}
+
+/// An event's `data`, the JSON scalar: as it came (a reply, a live event)
+/// or, for an event of a read model, rendered from the typed event only
+/// when a query selects it (a history page asking for types and times
+/// spent 9% of its time rendering data nobody read).
+#[derive(Debug, Clone)]
+pub enum EventData {
+    Rendered(serde_json::Value),
+    Typed(domain::OrderEvent),
+}
+
+impl OutputType for EventData {
+    fn type_name() -> Cow<'static, str> {
+        <Json<serde_json::Value> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Json<serde_json::Value> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        _ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        // As `Json` resolves its value.
+        Ok(match self {
+            Self::Rendered(data) => async_graphql::to_value(data),
+            Self::Typed(event) => async_graphql::to_value(domain::codec::event_data_json(event)),
+        }
+        .unwrap_or_default())
     }
 }
 
