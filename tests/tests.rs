@@ -20,6 +20,7 @@ mod http_api;
 mod inspect;
 mod introspection;
 mod kafka_tools;
+mod lanes;
 mod layering;
 mod live_rebuild;
 mod load;

@@ -319,6 +319,9 @@ async fn metrics(State(http): State<Http>, headers: HeaderMap) -> Response {
         }
     }
     state.metrics.set_disk(&state.disk);
+    if let Some(processor) = &state.processor {
+        state.metrics.set_processor(processor);
+    }
     for sink in &state.sinks {
         if let Ok(status) = crate::state::sink_status(state, sink).await {
             state.metrics.sinks.set(&status);

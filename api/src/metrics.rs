@@ -58,6 +58,8 @@ pub struct Metrics {
     pub sinks: SinkMetrics,
     pub disk_free: Gauge,
     pub disk_reserve: Gauge,
+    pub lane_transactions: Counter,
+    pub lane_mispredictions: Counter,
 }
 
 /// Per sink (`serve --sink`): lag, deliveries, retries, parked events.
@@ -220,9 +222,23 @@ impl Default for Metrics {
             prometheus_client::registry::Unit::Bytes,
             disk_reserve.clone(),
         );
+        let lane_transactions = Counter::default();
+        let lane_mispredictions = Counter::default();
+        registry.register(
+            "processor_transactions",
+            "Transactions the command lanes of this node committed (rate() gives transactions/s; commands/s over it is the batch size)",
+            lane_transactions.clone(),
+        );
+        registry.register(
+            "processor_offset_mispredictions",
+            "Lane batches whose events did not land at the offset the lane predicted (another writer in the partition): each was aborted and sent again",
+            lane_mispredictions.clone(),
+        );
         Self {
             registry,
             sinks,
+            lane_transactions,
+            lane_mispredictions,
             disk_free,
             disk_reserve,
             command_latency,
@@ -288,6 +304,16 @@ impl Metrics {
             self.disk_free.set(gauge(free));
         }
         self.disk_reserve.set(gauge(disk.reserve()));
+    }
+
+    /// The command lanes' counts (the processor's own are the truth).
+    pub fn set_processor(&self, status: &commands::ProcessorStatus) {
+        for (counter, count) in [
+            (&self.lane_transactions, status.transactions()),
+            (&self.lane_mispredictions, status.mispredictions()),
+        ] {
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
     }
 
     pub fn set_partition_lag(&self, name: &str, partition: u32, lag: u64) {

@@ -59,6 +59,7 @@ pub async fn run_all(log: &dyn EventLog, prefix: &str) {
     a_committed_transaction_shows_records_and_positions_together(log, prefix).await;
     an_aborted_transaction_leaves_nothing(log, prefix).await;
     lanes_have_transactions_open_at_once(log, prefix).await;
+    a_single_writers_next_transaction_lands_after_its_markers(log, prefix).await;
     a_reader_at_rest_is_at_the_end_past_markers_and_aborted_records(log, prefix).await;
     open_transactions_are_invisible_to_consumers(log, prefix).await;
     a_waiting_consumer_wakes_on_new_records(log, prefix).await;
@@ -291,6 +292,41 @@ pub async fn lanes_have_transactions_open_at_once(log: &dyn EventLog, prefix: &s
             "partition {partition}"
         );
         assert_eq!(log.committed(&group, &tp).await.unwrap(), Some(next));
+    }
+}
+
+/// The single writer of a partition knows where its next transaction's
+/// records land: after its last record and the markers
+/// of its committed transactions (`EventLog::marker_offsets`: one per
+/// transaction on Kafka). The command lanes rely on it, and check it
+/// against the positions each send answers.
+pub async fn a_single_writers_next_transaction_lands_after_its_markers(
+    log: &dyn EventLog,
+    prefix: &str,
+) {
+    let out = topic(log, format!("{prefix}.predicted"), 1, false).await;
+    let writer = log.lane("predicted");
+    writer.init_transactions().await.unwrap();
+    let markers = writer.marker_offsets();
+    let mut next: Option<u64> = None;
+    for round in 0..4 {
+        let mut txn = writer.begin().await.unwrap();
+        let sent = txn
+            .send(vec![
+                to(&out, record("k", &format!("{round}a"), 1)),
+                to(&out, record("k", &format!("{round}b"), 1)),
+            ])
+            .await
+            .unwrap();
+        if let Some(expected) = next {
+            assert_eq!(
+                sent[0].offset, expected,
+                "round {round}: the writer's next record, after {markers} marker offsets"
+            );
+        }
+        assert_eq!(sent[1].offset, sent[0].offset + 1, "round {round}");
+        txn.commit(vec![]).await.unwrap();
+        next = Some(sent[1].offset + 1 + markers);
     }
 }
 

@@ -61,6 +61,18 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// only that lane's previous owner, wherever it runs.
     fn lane(&self, lane: &str) -> std::sync::Arc<dyn EventLog>;
 
+    /// How many offsets a committed transaction's end takes in each
+    /// partition it wrote to: Kafka writes one control record there (the
+    /// commit marker), the embedded log none. So the single writer of a
+    /// partition knows where its next transaction's records land: right
+    /// after its last committed record plus this (after an abort it does
+    /// not; it learns again from its next send). A lane sends its replies
+    /// beside its events on that prediction and checks it against the
+    /// positions the log answers before it commits.
+    fn marker_offsets(&self) -> u64 {
+        0
+    }
+
     /// The first offset kept and the readable end: the offset after the
     /// last record a read_committed reader can see now. On Kafka that is
     /// the last stable offset: the records of an open transaction lie past

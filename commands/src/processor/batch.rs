@@ -50,14 +50,64 @@ impl Decided {
 /// The orders a batch touched, with their snapshots as the batch leaves them.
 type Touched = HashMap<String, (u32, Snapshot)>;
 
+/// How a lane's attempt at a batch ended, when no error stopped it.
+#[derive(Debug)]
+enum Attempt {
+    Committed,
+    /// The events did not land where predicted: the transaction was
+    /// aborted and nothing of it was answered.
+    Mispredicted {
+        predicted: u64,
+        landed: Option<Position>,
+    },
+}
+
 impl Lane {
     /// One lane batch: decide every command, then one transaction with the
     /// events, the replies, the snapshots of the touched orders and the
     /// consumed offsets; the local state store follows only after the commit.
+    ///
+    /// Replies and snapshots carry the events' positions. When the lane
+    /// knows where its next event lands (`next_event_offset`, learnt from
+    /// its last commit), everything goes in one send and the positions the
+    /// log answers are checked before the commit; a mismatch (another
+    /// writer in the partition) aborts, and the batch is sent again the
+    /// slow way: events first, the rest once their positions are known.
     pub(crate) async fn process(
         &mut self,
         records: Vec<StoredRecord>,
     ) -> Result<(), CommandsError> {
+        if let Some(predicted) = self.next_event_offset {
+            match self.attempt(&records, Some(predicted)).await? {
+                Attempt::Committed => return Ok(()),
+                Attempt::Mispredicted { predicted, landed } => {
+                    self.status.count_misprediction();
+                    tracing::info!(
+                        partition = self.partition,
+                        predicted,
+                        landed = ?landed,
+                        "events did not land where predicted (another writer?); sending the batch again"
+                    );
+                }
+            }
+        }
+        match self.attempt(&records, None).await? {
+            Attempt::Committed => Ok(()),
+            Attempt::Mispredicted { .. } => Err(CommandsError::corrupt(
+                "a batch sent without a prediction was mispredicted",
+            )),
+        }
+    }
+
+    /// One try at a batch: with `predicted`, the offset its first event is
+    /// expected at, in one send; without, events first.
+    async fn attempt(
+        &mut self,
+        records: &[StoredRecord],
+        predicted: Option<u64>,
+    ) -> Result<Attempt, CommandsError> {
+        // Whatever happens next, only a commit tells where the next event lands.
+        self.next_event_offset = None;
         let started = std::time::Instant::now();
         let commands = records.len();
         let mut next_offsets: BTreeMap<u32, u64> = BTreeMap::new();
@@ -65,7 +115,7 @@ impl Lane {
         let mut decided = Vec::with_capacity(records.len());
         for stored in records {
             next_offsets.insert(stored.partition, stored.offset + 1);
-            let Some(message) = parse_command(&stored) else {
+            let Some(message) = parse_command(stored) else {
                 continue;
             };
             let decision = self.decide_one(&message, stored.partition, &mut touched)?;
@@ -88,8 +138,23 @@ impl Lane {
         // The consumed offsets are known before anything is sent: Kafka
         // registers them beside the sends instead of after them.
         txn.send_offsets(offsets).await?;
-        let positions = send_events(txn.as_mut(), &self.topics.events, &decided).await?;
-        let replies = self.replies(&decided, positions, &mut touched).await?;
+        let events = event_records(&self.topics.events, &decided);
+        let (positions, unsent_events) = match predicted {
+            Some(first) => {
+                let positions = (first..)
+                    .zip(&events)
+                    .map(|(offset, event)| Position {
+                        partition: event.partition.unwrap_or(self.partition),
+                        offset,
+                    })
+                    .collect();
+                (positions, events)
+            }
+            None => (send_events(txn.as_mut(), events).await?, Vec::new()),
+        };
+        let replies = self
+            .replies(&decided, positions.clone(), &mut touched)
+            .await?;
         // Replies are kept for the replies topic's retention from when
         // they are written (a reply stamped 0 would be past it at once).
         let written_ms = self.clock_now().timestamp_millis();
@@ -107,14 +172,39 @@ impl Lane {
                 snapshot_record(&self.topics.snapshots, order_id, *partition, snapshot)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        // Snapshots and replies need the events' positions; they go in one
-        // send, one round trip after the events.
         let mut rest = snapshots;
         rest.extend(reply_records);
-        txn.send(rest).await?;
+        match predicted {
+            // Snapshots and replies needed the events' positions: one send,
+            // one round trip after the events.
+            None => {
+                txn.send(rest).await?;
+            }
+            // One send for all; the commit waits until the log's positions
+            // for the events are the predicted ones.
+            Some(predicted) => {
+                let mut all = unsent_events;
+                all.extend(rest);
+                let landed = txn.send(all).await?;
+                if landed.get(..positions.len()) != Some(&positions[..]) {
+                    txn.abort().await?;
+                    return Ok(Attempt::Mispredicted {
+                        predicted,
+                        landed: landed.first().copied(),
+                    });
+                }
+            }
+        }
         let sent_us = started.elapsed().as_micros() as u64;
         txn.commit(vec![]).await?;
         let committed_us = started.elapsed().as_micros() as u64;
+        self.status.count_transaction();
+        // The next event follows this batch's last and its commit's marker;
+        // a batch without events leaves the events partition as it was.
+        self.next_event_offset = match positions.last() {
+            Some(last) => Some(last.offset + 1 + self.log.marker_offsets()),
+            None => predicted,
+        };
         // Committed, so durable: this node's gateway answers its commands
         // now, without waiting for their replies to come back through the log.
         self.status
@@ -123,13 +213,14 @@ impl Lane {
         tracing::debug!(
             partition = self.partition,
             commands,
+            predicted = predicted.is_some(),
             decided_us,
             sent_us,
             committed_us,
             saved_us = started.elapsed().as_micros() as u64,
             "lane batch committed"
         );
-        Ok(())
+        Ok(Attempt::Committed)
     }
 
     /// The reply of every command, in one pass in command order: each
@@ -326,21 +417,24 @@ impl Lane {
     }
 }
 
-/// Sends every accepted event of the batch, in command order; answers
-/// one position per event (anything else is refused).
-async fn send_events(
-    txn: &mut dyn LogTransaction,
-    topic: &str,
-    decided: &[Decided],
-) -> Result<Vec<Position>, CommandsError> {
-    let events: Vec<OutgoingRecord> = decided
+/// Every accepted event of the batch, in command order.
+fn event_records(topic: &str, decided: &[Decided]) -> Vec<OutgoingRecord> {
+    decided
         .iter()
         .flat_map(|d| {
             d.events()
                 .iter()
                 .map(|e| event_record(topic, e, d.partition))
         })
-        .collect();
+        .collect()
+}
+
+/// Sends the batch's events; answers one position per event (anything
+/// else is refused).
+async fn send_events(
+    txn: &mut dyn LogTransaction,
+    events: Vec<OutgoingRecord>,
+) -> Result<Vec<Position>, CommandsError> {
     let sent = events.len();
     let positions = txn.send(events).await?;
     if positions.len() != sent {

@@ -36,6 +36,11 @@ pub(crate) struct Lane {
     clock: Arc<dyn Clock>,
     /// Time of the last event written to this lane's events partition.
     last_time: Option<DateTime<Utc>>,
+    /// Where this lane's next event will land in its events partition, when
+    /// known (after a commit of events; not after an abort or on adoption):
+    /// the batch then sends replies and snapshots beside its events instead
+    /// of one round trip after them (`batch.rs`).
+    pub(crate) next_event_offset: Option<u64>,
     /// Reads back the events of an already applied command; opened on
     /// first use.
     repeat_reader: Option<Box<dyn LogConsumer>>,
@@ -82,6 +87,7 @@ impl Lane {
             store: store.clone(),
             clock: clock.clone(),
             last_time,
+            next_event_offset: None,
             repeat_reader: None,
             topics: topics.clone(),
             max_batch: max_batch.max(1),

@@ -3,6 +3,7 @@
 //! and the gateways of this node, whose waiting commands the lanes answer
 //! directly once committed (`reply_waiters.rs`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -72,6 +73,11 @@ pub struct ProcessorStatus {
     phase: watch::Sender<ProcessorPhase>,
     /// The waiters of this node's gateways.
     local: RwLock<Vec<Weak<ReplyWaiters>>>,
+    /// Lane transactions committed since start.
+    transactions: AtomicU64,
+    /// Lane batches sent on a predicted event offset the log did not give
+    /// (another writer in the partition): aborted and sent again.
+    mispredictions: AtomicU64,
 }
 
 impl Default for ProcessorStatus {
@@ -79,6 +85,8 @@ impl Default for ProcessorStatus {
         Self {
             phase: watch::channel(ProcessorPhase::Joining).0,
             local: RwLock::default(),
+            transactions: AtomicU64::new(0),
+            mispredictions: AtomicU64::new(0),
         }
     }
 }
@@ -86,6 +94,25 @@ impl Default for ProcessorStatus {
 impl ProcessorStatus {
     pub fn phase(&self) -> ProcessorPhase {
         self.phase.borrow().clone()
+    }
+
+    /// Lane transactions committed since start.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    /// Lane batches whose predicted event offsets the log did not give:
+    /// each was aborted and sent again, events first.
+    pub fn mispredictions(&self) -> u64 {
+        self.mispredictions.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_transaction(&self) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_misprediction(&self) {
+        self.mispredictions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A gateway of this node: the lanes hand the replies addressed to it

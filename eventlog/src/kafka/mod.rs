@@ -531,6 +531,10 @@ impl EventLog for KafkaLog {
         }
     }
 
+    fn marker_offsets(&self) -> u64 {
+        1
+    }
+
     fn committed_end(&self, tp: &TopicPartition) -> Option<u64> {
         self.inner.committed_ends.lock().ok()?.get(tp).copied()
     }
