@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api::serve::{self, ServeConfig};
-use eventlog::kafka::{peers, KafkaConfig};
+use eventlog::kafka::peers::{self, TransactionShape};
+use eventlog::kafka::KafkaConfig;
 use serde_json::json;
 
 use super::load::{self, LoadConfig, LoadReport};
@@ -99,6 +100,15 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
                 retention_ms: Some(3_600_000),
             })
             .await?;
+        server
+            .log
+            .create_topic(&eventlog::TopicSpec {
+                name: shape_topic(&peer_topic),
+                partitions: partitions * 3,
+                compacted: false,
+                retention_ms: Some(3_600_000),
+            })
+            .await?;
     }
     let backend = options
         .kafka
@@ -163,6 +173,11 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The peer topic of the pipeline-shaped lanes: three partitions per lane.
+fn shape_topic(peer_topic: &str) -> String {
+    format!("{peer_topic}-shape")
+}
+
 async fn drive(
     url: &str,
     concurrency: usize,
@@ -210,21 +225,34 @@ async fn measure_peers(
             let per_lane = (RECORDS_PER_COMMAND * concurrency)
                 .div_ceil(partitions as usize)
                 .max(RECORDS_PER_COMMAND);
+            // The pipeline's own transaction: a lane per partition that
+            // has commands in flight (at concurrency 1, one lane), each
+            // deciding its share of them and writing them to three
+            // partitions with its consumed offset.
+            let shaped_lanes = partitions.min(concurrency as u32).max(1);
+            let lane_commands = concurrency.div_ceil(shaped_lanes as usize).max(1);
+            let shape_topic = shape_topic(&topic);
+            let group = format!("{topic}.peer-group");
             let runs = tokio::task::spawn_blocking(move || -> Result<_, eventlog::LogError> {
                 let one = peers::transactional_lanes(
                     &config,
                     &topic,
                     1,
-                    one_lane,
-                    RECORD_BYTES,
+                    &TransactionShape::one_partition(one_lane, RECORD_BYTES),
                     duration,
                 )?;
                 let lanes = peers::transactional_lanes(
                     &config,
                     &topic,
                     partitions,
-                    per_lane,
-                    RECORD_BYTES,
+                    &TransactionShape::one_partition(per_lane, RECORD_BYTES),
+                    duration,
+                )?;
+                let shaped = peers::transactional_lanes(
+                    &config,
+                    &shape_topic,
+                    shaped_lanes,
+                    &TransactionShape::pipeline_lane(lane_commands, RECORD_BYTES, &group),
                     duration,
                 )?;
                 let idempotent = peers::idempotent_producer(
@@ -234,15 +262,19 @@ async fn measure_peers(
                     RECORD_BYTES,
                     duration,
                 )?;
-                Ok((one, lanes, idempotent))
+                Ok((one, lanes, shaped, idempotent))
             })
             .await??;
-            let (one, lanes, idempotent) = runs;
+            let (one, lanes, shaped, idempotent) = runs;
             Ok(vec![
                 ("raw txn, one lane", one.records_per_second() / per_command),
                 (
                     "raw txn, lane per partition",
                     lanes.records_per_second() / per_command,
+                ),
+                (
+                    "raw txn, pipeline's shape",
+                    shaped.records_per_second() / per_command,
                 ),
                 (
                     "raw idempotent producer",

@@ -1,12 +1,15 @@
 //! Raw Kafka peers for `orderstore bench commands`: what the client library
 //! does on the same broker without orderstore around it. Transactional
-//! lanes doing back-to-back transactions of a given size, and an idempotent
-//! producer at full speed.
+//! lanes doing back-to-back transactions of a given shape (one partition,
+//! or the pipeline lane's three partitions and consumed offset), and an
+//! idempotent producer at full speed.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::{kafka_error, KafkaConfig};
 use crate::LogError;
@@ -48,19 +51,59 @@ fn producer(
     client.create().map_err(kafka_error)
 }
 
-/// `lanes` transactional producers, lane `i` writing partition `i` of
-/// `topic`, each committing back-to-back transactions of `records_per_txn`
-/// records of `value_bytes` for `duration`. Every commit waits for its
+/// What one transaction of a raw lane holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactionShape {
+    /// Records per transaction in each of the lane's partitions.
+    pub records_per_partition: usize,
+    /// Partitions a lane writes: lane `i` writes partitions `i`,
+    /// `i + lanes`, `i + 2 * lanes`, ... of the topic (the topic needs
+    /// `lanes * partitions_per_lane` partitions).
+    pub partitions_per_lane: u32,
+    /// When set, every transaction also commits lane `i`'s offset of
+    /// partition `i` for this consumer group (send_offsets_to_transaction,
+    /// started after the records, so it runs beside their produce requests,
+    /// as the pipeline's lanes do).
+    pub offsets_group: Option<String>,
+    pub value_bytes: usize,
+}
+
+impl TransactionShape {
+    /// The plainest transaction: `records` records in one partition.
+    pub fn one_partition(records: usize, value_bytes: usize) -> Self {
+        Self {
+            records_per_partition: records,
+            partitions_per_lane: 1,
+            offsets_group: None,
+            value_bytes,
+        }
+    }
+
+    /// The transaction of a pipeline lane deciding `commands` commands: one
+    /// record per command in each of three partitions (its events,
+    /// snapshots and replies partitions) and the consumed offset of its
+    /// commands partition, for `group`.
+    pub fn pipeline_lane(commands: usize, value_bytes: usize, group: &str) -> Self {
+        Self {
+            records_per_partition: commands,
+            partitions_per_lane: 3,
+            offsets_group: Some(group.to_owned()),
+            value_bytes,
+        }
+    }
+}
+
+/// `lanes` transactional producers committing back-to-back transactions
+/// of `shape` in `topic` for `duration`. Every commit waits for its
 /// delivery reports first, as `eventlog` does (docs/adr/0006).
 pub fn transactional_lanes(
     config: &KafkaConfig,
     topic: &str,
     lanes: u32,
-    records_per_txn: usize,
-    value_bytes: usize,
+    shape: &TransactionShape,
     duration: Duration,
 ) -> Result<PeerRun, LogError> {
-    let value = vec![b'x'; value_bytes];
+    let value = vec![b'x'; shape.value_bytes];
     let started = Instant::now();
     let outcomes: Vec<Result<(u64, Vec<Duration>), LogError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..lanes)
@@ -72,17 +115,46 @@ pub fn transactional_lanes(
                     producer
                         .init_transactions(config.timeout)
                         .map_err(kafka_error)?;
+                    let group = match &shape.offsets_group {
+                        Some(group) => {
+                            let consumer: BaseConsumer = config
+                                .client()
+                                .set("group.id", group)
+                                .set("enable.auto.commit", "false")
+                                .create()
+                                .map_err(kafka_error)?;
+                            let metadata = consumer.group_metadata().ok_or_else(|| {
+                                LogError::Kafka(format!("no group metadata for {group}"))
+                            })?;
+                            Some((consumer, metadata))
+                        }
+                        None => None,
+                    };
                     let mut times = Vec::new();
                     let mut records = 0;
+                    let mut consumed: i64 = 0;
                     while started.elapsed() < duration {
                         let txn = Instant::now();
                         producer.begin_transaction().map_err(kafka_error)?;
-                        for _ in 0..records_per_txn {
-                            let record = BaseRecord::<[u8], [u8]>::to(topic)
-                                .key(b"order")
-                                .payload(value.as_slice())
-                                .partition(lane as i32);
-                            producer.send(record).map_err(|(e, _)| kafka_error(e))?;
+                        for k in 0..shape.partitions_per_lane {
+                            let partition = (lane + k * lanes) as i32;
+                            for _ in 0..shape.records_per_partition {
+                                let record = BaseRecord::<[u8], [u8]>::to(topic)
+                                    .key(b"order")
+                                    .payload(value.as_slice())
+                                    .partition(partition);
+                                producer.send(record).map_err(|(e, _)| kafka_error(e))?;
+                            }
+                        }
+                        if let Some((_, metadata)) = &group {
+                            consumed += shape.records_per_partition as i64;
+                            let mut offsets = TopicPartitionList::new();
+                            offsets
+                                .add_partition_offset(topic, lane as i32, Offset::Offset(consumed))
+                                .map_err(kafka_error)?;
+                            producer
+                                .send_offsets_to_transaction(&offsets, metadata, config.timeout)
+                                .map_err(kafka_error)?;
                         }
                         while producer.in_flight_count() > 0 {
                             std::thread::sleep(Duration::from_micros(20));
@@ -91,7 +163,9 @@ pub fn transactional_lanes(
                             .commit_transaction(config.timeout)
                             .map_err(kafka_error)?;
                         times.push(txn.elapsed());
-                        records += records_per_txn as u64;
+                        records += (shape.records_per_partition
+                            * shape.partitions_per_lane as usize)
+                            as u64;
                     }
                     Ok((records, times))
                 })
