@@ -193,3 +193,58 @@ async fn claiming_a_lane_fences_only_that_lanes_previous_writer() {
         );
     }
 }
+
+/// The raw peer of `bench commands` shaped as a pipeline lane writes what a
+/// lane writes: per transaction one record per command in each of its three
+/// partitions, committed with the lane's consumed offset for the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_shaped_peer_commits_three_partitions_and_its_offset_per_transaction() {
+    use eventlog::kafka::peers::{transactional_lanes, TransactionShape};
+    let log = connect(&unique("peer-shape-txn")).await;
+    let topic = unique("peer-shape");
+    let group = unique("peer-shape-group");
+    let lanes = 2;
+    create_topic(&log, &topic, lanes * 3).await;
+    let mut config = KafkaConfig::new(bootstrap());
+    config.timeout = Duration::from_secs(20);
+    let shape = TransactionShape::pipeline_lane(4, 100, &group);
+    let (peer_topic, peer_config, peer_shape) = (topic.clone(), config.clone(), shape.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        transactional_lanes(
+            &peer_config,
+            &peer_topic,
+            lanes,
+            &peer_shape,
+            Duration::from_millis(500),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(run.transactions >= lanes as u64, "{run:?}");
+    assert_eq!(run.records, run.transactions * 4 * 3, "{run:?}");
+    let mut transactions_by_lane = Vec::new();
+    for lane in 0..lanes {
+        // Lane `lane` writes partitions lane, lane + lanes, lane + 2 * lanes,
+        // the same number of records in each.
+        let counts: Vec<usize> =
+            futures_util::future::join_all((0..3).map(|k| values(&log, &topic, lane + k * lanes)))
+                .await
+                .iter()
+                .map(Vec::len)
+                .collect();
+        assert!(
+            counts[0] > 0 && counts.iter().all(|c| *c == counts[0]),
+            "{counts:?}"
+        );
+        assert_eq!(counts[0] % 4, 0, "{counts:?}");
+        // Its consumed offset advanced by 4 per committed transaction.
+        let committed = log
+            .committed(&group, &TopicPartition::new(&topic, lane))
+            .await
+            .unwrap();
+        assert_eq!(committed, Some(counts[0] as u64), "lane {lane}");
+        transactions_by_lane.push(counts[0] as u64 / 4);
+    }
+    assert_eq!(transactions_by_lane.iter().sum::<u64>(), run.transactions);
+}

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -104,35 +104,24 @@ pub fn transactional_lanes(
     duration: Duration,
 ) -> Result<PeerRun, LogError> {
     let value = vec![b'x'; shape.value_bytes];
-    let started = Instant::now();
-    let outcomes: Vec<Result<(u64, Vec<Duration>), LogError>> = std::thread::scope(|scope| {
+    // Every lane claims its transactional id and group metadata first; the
+    // clock starts when all are ready (init_transactions is not measured).
+    let ready = std::sync::Barrier::new(lanes as usize);
+    type LaneRun = (u64, Vec<Duration>, Duration);
+    let outcomes: Vec<Result<LaneRun, LogError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..lanes)
             .map(|lane| {
-                let value = &value;
+                let (value, ready) = (&value, &ready);
                 scope.spawn(move || {
-                    let id = format!("{topic}.peer-lane-{lane}-{}", std::process::id());
-                    let producer = producer(config, Some(&id))?;
-                    producer
-                        .init_transactions(config.timeout)
-                        .map_err(kafka_error)?;
-                    let group = match &shape.offsets_group {
-                        Some(group) => {
-                            let consumer: BaseConsumer = config
-                                .client()
-                                .set("group.id", group)
-                                .set("enable.auto.commit", "false")
-                                .create()
-                                .map_err(kafka_error)?;
-                            let metadata = consumer.group_metadata().ok_or_else(|| {
-                                LogError::Kafka(format!("no group metadata for {group}"))
-                            })?;
-                            Some((consumer, metadata))
-                        }
-                        None => None,
-                    };
+                    let setup = lane_setup(config, topic, lane, shape);
+                    // Every lane waits here, ready or not, so none is left
+                    // waiting for a lane that failed to start.
+                    ready.wait();
+                    let (producer, group) = setup?;
                     let mut times = Vec::new();
                     let mut records = 0;
                     let mut consumed: i64 = 0;
+                    let started = Instant::now();
                     while started.elapsed() < duration {
                         let txn = Instant::now();
                         producer.begin_transaction().map_err(kafka_error)?;
@@ -167,7 +156,7 @@ pub fn transactional_lanes(
                             * shape.partitions_per_lane as usize)
                             as u64;
                     }
-                    Ok((records, times))
+                    Ok((records, times, started.elapsed()))
                 })
             })
             .collect();
@@ -179,13 +168,14 @@ pub fn transactional_lanes(
             })
             .collect()
     });
-    let elapsed = started.elapsed();
+    let mut elapsed = Duration::ZERO;
     let mut records = 0;
     let mut times = Vec::new();
     for outcome in outcomes {
-        let (lane_records, lane_times) = outcome?;
+        let (lane_records, lane_times, lane_elapsed) = outcome?;
         records += lane_records;
         times.extend(lane_times);
+        elapsed = elapsed.max(lane_elapsed);
     }
     times.sort();
     Ok(PeerRun {
@@ -194,6 +184,46 @@ pub fn transactional_lanes(
         elapsed,
         transaction_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
     })
+}
+
+type TransactionalPeer = ThreadedProducer<rdkafka::producer::DefaultProducerContext>;
+
+/// A lane's transactional producer, ready for its first transaction, and
+/// the group metadata its offsets are committed with (and the consumer
+/// that holds it), when its shape commits offsets.
+fn lane_setup(
+    config: &KafkaConfig,
+    topic: &str,
+    lane: u32,
+    shape: &TransactionShape,
+) -> Result<
+    (
+        TransactionalPeer,
+        Option<(BaseConsumer, ConsumerGroupMetadata)>,
+    ),
+    LogError,
+> {
+    let id = format!("{topic}.peer-lane-{lane}-{}", std::process::id());
+    let producer = producer(config, Some(&id))?;
+    producer
+        .init_transactions(config.timeout)
+        .map_err(kafka_error)?;
+    let group = match &shape.offsets_group {
+        Some(group) => {
+            let consumer: BaseConsumer = config
+                .client()
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .map_err(kafka_error)?;
+            let metadata = consumer
+                .group_metadata()
+                .ok_or_else(|| LogError::Kafka(format!("no group metadata for {group}")))?;
+            Some((consumer, metadata))
+        }
+        None => None,
+    };
+    Ok((producer, group))
 }
 
 /// An idempotent producer (acks=all) sending records of `value_bytes` over
