@@ -248,3 +248,64 @@ async fn the_pipeline_shaped_peer_commits_three_partitions_and_its_offset_per_tr
     }
     assert_eq!(transactions_by_lane.iter().sum::<u64>(), run.transactions);
 }
+
+/// A batching consumer (projection workers) reads what is there at full
+/// speed, and, following the head, what is committed after it reached the
+/// end, a fetch wait later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batching_consumer_reads_the_backlog_and_then_follows_the_head() {
+    let log = connect(&unique("batching-txn")).await;
+    let topic = unique("batching");
+    create_topic(&log, &topic, 1).await;
+    let backlog: Vec<_> = (0..50)
+        .map(|i| record(&topic, 0, &format!("b{i}")))
+        .collect();
+    log.append(backlog).await.unwrap();
+    let mut consumer = log
+        .batching_consumer(Duration::from_millis(10))
+        .await
+        .unwrap();
+    consumer.follow();
+    consumer
+        .assign(vec![(TopicPartition::new(&topic, 0), 0)])
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while read.len() < 50 && std::time::Instant::now() < deadline {
+        read.extend(
+            consumer
+                .poll(100, Duration::from_millis(250))
+                .await
+                .unwrap(),
+        );
+    }
+    let values = |records: &[eventlog::StoredRecord]| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| String::from_utf8(r.record.value.clone().unwrap()).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        values(&read),
+        (0..50).map(|i| format!("b{i}")).collect::<Vec<_>>()
+    );
+    // At the end now: records committed later still arrive.
+    let mut txn = log.begin().await.unwrap();
+    txn.send(vec![record(&topic, 0, "t1"), record(&topic, 0, "t2")])
+        .await
+        .unwrap();
+    txn.commit(vec![]).await.unwrap();
+    let mut later = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while later.len() < 2 && std::time::Instant::now() < deadline {
+        later.extend(
+            consumer
+                .poll(100, Duration::from_millis(250))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(values(&later), vec!["t1".to_owned(), "t2".to_owned()]);
+    assert_eq!(later[0].offset, 50);
+}
