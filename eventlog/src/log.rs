@@ -116,18 +116,6 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
 
     /// A consumer that reads committed records only (read_committed).
     async fn consumer(&self) -> Result<Box<dyn LogConsumer>, LogError>;
-
-    /// A consumer as `consumer`, for a reader off the command path that
-    /// would rather take more records per read than read each commit at
-    /// once: on Kafka, a fetch at the end of the data waits up to `wait`
-    /// for more (fetch.min.bytes), so a busy log costs the broker one fetch
-    /// per `wait` instead of one per commit; a reader that is behind reads
-    /// at full speed. Locally there is no such cost: the embedded log
-    /// returns a plain consumer.
-    async fn batching_consumer(&self, wait: Duration) -> Result<Box<dyn LogConsumer>, LogError> {
-        let _ = wait;
-        self.consumer().await
-    }
 }
 
 /// An open transaction: records sent in it become visible together when

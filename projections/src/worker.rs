@@ -20,10 +20,6 @@ use crate::store::{DeadLetter, ProjectionStore, RowKey, StoreBatch, StoreError};
 
 /// Most events applied in one batch.
 pub const BATCH: usize = 1000;
-/// How long a worker's fetch at the end of the log waits for more commits
-/// (Kafka; `EventLog::batching_consumer`): what a projection may lag
-/// behind the log at most for it, when it keeps up.
-const FETCH_WAIT: Duration = Duration::from_millis(10);
 /// Shortest time between two progress reports of a worker's consumer group.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -224,10 +220,7 @@ async fn run_once(
         assignment.push((tp, start));
     }
     progress.positions.send_replace(positions);
-    // Projections are off the command path: a fetch at the end of the log
-    // waits a little for more commits instead of one fetch per commit
-    // (BENCHMARKS.md, broker requests per command).
-    let mut consumer = log.batching_consumer(FETCH_WAIT).await?;
+    let mut consumer = log.consumer().await?;
     consumer.follow();
     consumer.assign(assignment).await?;
     tokio::pin!(shutdown);

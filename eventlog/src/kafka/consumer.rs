@@ -100,11 +100,9 @@ impl std::fmt::Debug for KafkaConsumer {
 }
 
 impl KafkaConsumer {
-    /// A reader with manual assignment. With `batching`, a fetch at the
-    /// end of the data waits that long for more (`EventLog::batching_consumer`).
-    pub(crate) fn new(log: &KafkaLog, batching: Option<Duration>) -> Result<Self, LogError> {
+    pub(crate) fn new(log: &KafkaLog) -> Result<Self, LogError> {
         // Assignment is manual; the group id is required by librdkafka but never joined.
-        let consumer = create(log, "orderstore.reader", None, batching)?;
+        let consumer = create(log, "orderstore.reader", None)?;
         Ok(Self {
             log: log.clone(),
             consumer: Arc::new(consumer),
@@ -117,36 +115,18 @@ impl KafkaConsumer {
     }
 }
 
-/// fetch.min.bytes of a batching reader: more than a wait's worth of
-/// records on this kind of machine, so the wait decides.
-const BATCHING_FETCH_MIN_BYTES: &str = "1048576";
-
-fn create(
-    log: &KafkaLog,
-    group: &str,
-    instance: Option<&str>,
-    batching: Option<Duration>,
-) -> Result<Reader, LogError> {
+fn create(log: &KafkaLog, group: &str, instance: Option<&str>) -> Result<Reader, LogError> {
     let mut config = log.inner.config.client();
     if let Some(instance) = instance {
         config.set("group.instance.id", instance);
     }
-    let fetch_wait_ms = match batching {
-        // The broker answers a fetch once this many bytes are there or the
-        // wait is over: at the end of the data, one fetch per wait.
-        Some(wait) => {
-            config.set("fetch.min.bytes", BATCHING_FETCH_MIN_BYTES);
-            wait.as_millis().clamp(1, 500).to_string()
-        }
-        None => "50".to_owned(),
-    };
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", fetch_wait_ms)
+        .set("fetch.wait.max.ms", "50")
         // Reaching the end is an event, so a reader of a partition's end
         // stops there instead of waiting out its poll.
         .set("enable.partition.eof", "true")
@@ -262,7 +242,7 @@ impl LogConsumer for KafkaConsumer {
 
     async fn subscribe(&mut self, group: &str, topic: &str) -> Result<(), LogError> {
         let instance = self.log.inner.config.group_instance_id.clone();
-        let consumer = Arc::new(create(&self.log, group, instance.as_deref(), None)?);
+        let consumer = Arc::new(create(&self.log, group, instance.as_deref())?);
         consumer.subscribe(&[topic]).map_err(kafka_error)?;
         self.log.register_member(group, &consumer)?;
         self.consumer = consumer;

@@ -592,11 +592,7 @@ impl EventLog for KafkaLog {
     }
 
     async fn consumer(&self) -> Result<Box<dyn LogConsumer>, LogError> {
-        Ok(Box::new(KafkaConsumer::new(self, None)?))
-    }
-
-    async fn batching_consumer(&self, wait: Duration) -> Result<Box<dyn LogConsumer>, LogError> {
-        Ok(Box::new(KafkaConsumer::new(self, Some(wait))?))
+        Ok(Box::new(KafkaConsumer::new(self)?))
     }
 }
 
