@@ -95,15 +95,9 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             .log
             .create_topic(&eventlog::TopicSpec {
                 name: peer_topic.clone(),
-                partitions,
-                compacted: false,
-                retention_ms: Some(3_600_000),
-            })
-            .await?;
-        server
-            .log
-            .create_topic(&eventlog::TopicSpec {
-                name: shape_topic(&peer_topic),
+                // A lane shaped as the pipeline's writes three partitions
+                // (`TransactionShape::pipeline_lane`); the other peers use
+                // the first `partitions`.
                 partitions: partitions * 3,
                 compacted: false,
                 retention_ms: Some(3_600_000),
@@ -173,11 +167,6 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The peer topic of the pipeline-shaped lanes: three partitions per lane.
-fn shape_topic(peer_topic: &str) -> String {
-    format!("{peer_topic}-shape")
-}
-
 async fn drive(
     url: &str,
     concurrency: usize,
@@ -231,7 +220,6 @@ async fn measure_peers(
             // partitions with its consumed offset.
             let shaped_lanes = partitions.min(concurrency as u32).max(1);
             let lane_commands = concurrency.div_ceil(shaped_lanes as usize).max(1);
-            let shape_topic = shape_topic(&topic);
             let group = format!("{topic}.peer-group");
             let runs = tokio::task::spawn_blocking(move || -> Result<_, eventlog::LogError> {
                 let one = peers::transactional_lanes(
@@ -250,7 +238,7 @@ async fn measure_peers(
                 )?;
                 let shaped = peers::transactional_lanes(
                     &config,
-                    &shape_topic,
+                    &topic,
                     shaped_lanes,
                     &TransactionShape::pipeline_lane(lane_commands, RECORD_BYTES, &group),
                     duration,

@@ -135,7 +135,7 @@ pub fn transactional_lanes(
                                 producer.send(record).map_err(|(e, _)| kafka_error(e))?;
                             }
                         }
-                        if let Some((_, metadata)) = &group {
+                        if let Some(metadata) = &group {
                             consumed += shape.records_per_partition as i64;
                             let mut offsets = TopicPartitionList::new();
                             offsets
@@ -189,20 +189,15 @@ pub fn transactional_lanes(
 type TransactionalPeer = ThreadedProducer<rdkafka::producer::DefaultProducerContext>;
 
 /// A lane's transactional producer, ready for its first transaction, and
-/// the group metadata its offsets are committed with (and the consumer
-/// that holds it), when its shape commits offsets.
+/// the group metadata its offsets are committed with (a non-member's:
+/// the peer joins no group; the pipeline's lanes send their dispatcher's),
+/// when its shape commits offsets.
 fn lane_setup(
     config: &KafkaConfig,
     topic: &str,
     lane: u32,
     shape: &TransactionShape,
-) -> Result<
-    (
-        TransactionalPeer,
-        Option<(BaseConsumer, ConsumerGroupMetadata)>,
-    ),
-    LogError,
-> {
+) -> Result<(TransactionalPeer, Option<ConsumerGroupMetadata>), LogError> {
     let id = format!("{topic}.peer-lane-{lane}-{}", std::process::id());
     let producer = producer(config, Some(&id))?;
     producer
@@ -216,10 +211,11 @@ fn lane_setup(
                 .set("enable.auto.commit", "false")
                 .create()
                 .map_err(kafka_error)?;
+            // The metadata is a copy of its own: the consumer may go.
             let metadata = consumer
                 .group_metadata()
                 .ok_or_else(|| LogError::Kafka(format!("no group metadata for {group}")))?;
-            Some((consumer, metadata))
+            Some(metadata)
         }
         None => None,
     };
