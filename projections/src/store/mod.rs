@@ -3,14 +3,27 @@
 //! (dead-lettered) orders, so that one `apply_batch` writes them atomically.
 //!
 //! Temporal rows are keyed (row key, valid-from): `as_of(key, T)` is one
-//! reverse seek to the last version at or before T.
+//! reverse seek to the last version at or before T. The versions of one
+//! group of rows (an order's history, a customer's orders), and the orders'
+//! sequences, are packed up to 16 to a sled key (`chunk`), so a node's
+//! memory does not grow with one sled key per version; `rows` reads and
+//! writes them, `migrate` converts a store written one key per version.
 
+mod chunk;
+mod migrate;
+#[cfg(test)]
+mod packed_tests;
+mod rows;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 const ROW: u8 = b'r';
+/// A marked row (`StoreBatch::mark_row`): tag, table, 0, key, 0.
+const MARKED: u8 = b'm';
 const SEQUENCE: u8 = b's';
 const CHECKPOINT: u8 = b'k';
 const PARKED: u8 = b'p';
@@ -42,10 +55,10 @@ impl RowKey {
         out
     }
 
-    /// The row's mark: sorts before every version (no time maps to 0).
+    /// The key of the row's mark.
     fn marked(&self) -> Vec<u8> {
         let mut out = self.prefix();
-        out.extend_from_slice(&MARK);
+        out[0] = MARKED;
         out
     }
 
@@ -56,7 +69,8 @@ impl RowKey {
     }
 }
 
-/// The time bytes of a row's mark: below every real time's.
+/// The time bytes of a row's mark in stores written one key per version
+/// (`migrate`): below every real time's.
 const MARK: [u8; 8] = [0; 8];
 
 /// Order-preserving bytes of a time (microseconds, sign bit flipped).
@@ -147,17 +161,27 @@ pub struct ProjectionStore {
     /// retries and discards, verification), so their read-then-write steps
     /// never interleave.
     writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Held by `commit` while it reads the chunks a batch changes and
+    /// writes them back.
+    packing: std::sync::Arc<std::sync::Mutex<()>>,
 }
+
+/// The tree of a store: its rows packed (`chunk`), and the other entries.
+const TREE: &str = "projection-packed";
 
 /// Changes of one batch, applied atomically by `commit`.
 #[derive(Debug, Default)]
 pub struct StoreBatch {
     batch: sled::Batch,
+    /// Packed entries put (row versions, sequences), by logical key (a
+    /// later put of the same key wins).
+    packed: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl StoreBatch {
     pub fn put_row(&mut self, key: &RowKey, valid_from: DateTime<Utc>, value: &[u8]) {
-        self.batch.insert(key.versioned(valid_from), value);
+        self.packed
+            .insert(key.versioned(valid_from), value.to_vec());
     }
 
     /// Marks a row: its versions other than the latest may not be exact
@@ -167,9 +191,9 @@ impl StoreBatch {
     }
 
     pub fn set_sequence(&mut self, order_id: &str, sequence: u64) {
-        self.batch.insert(
+        self.packed.insert(
             tagged(SEQUENCE, &[order_id.as_bytes()]),
-            &sequence.to_be_bytes(),
+            sequence.to_be_bytes().to_vec(),
         );
     }
 
@@ -219,11 +243,13 @@ impl ProjectionStore {
                 eventlog::cache::CacheUse::Projection,
             ))
             .open()?;
-        let tree = db.open_tree("projection")?;
+        let tree = db.open_tree(TREE)?;
+        migrate::from_one_key_per_version(&db, &tree, dir)?;
         Ok(Self {
             db,
             tree,
             writes: Default::default(),
+            packing: Default::default(),
         })
     }
 
@@ -232,8 +258,16 @@ impl ProjectionStore {
         self.writes.clone().lock_owned().await
     }
 
+    /// Applies a batch atomically: the chunks its versions fall in are read,
+    /// merged and written back in the same sled batch as the rest.
     pub fn commit(&self, batch: StoreBatch) -> Result<(), StoreError> {
-        self.tree.apply_batch(batch.batch)?;
+        let _packing = self
+            .packing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let StoreBatch { mut batch, packed } = batch;
+        self.pack(packed, &mut batch)?;
+        self.tree.apply_batch(batch)?;
         Ok(())
     }
 
@@ -248,64 +282,28 @@ impl ProjectionStore {
         key: &RowKey,
         at: DateTime<Utc>,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let prefix = key.prefix();
-        let end = key.versioned(at);
-        match self.tree.range(prefix.clone()..=end).next_back() {
-            Some(entry) => {
-                let (found, value) = entry?;
-                // A mark is not a version.
-                if found.get(prefix.len()..) == Some(&MARK[..]) {
-                    return Ok(None);
-                }
-                Ok(Some(value.to_vec()))
-            }
-            None => Ok(None),
-        }
+        self.last_with_prefix(&key.prefix(), &key.versioned(at))
     }
 
     /// The version of `key` valid at `at`, told apart from a row that has
     /// no version yet at `at` and from one that was never written; and
     /// `Marked` for a marked row unless `at` is the end of time (a marked
     /// row's latest version is exact, its earlier ones may not be). One
-    /// range read; for the end of time (a current point read), one seek.
+    /// seek for the version, and one for the mark unless `at` is the end of
+    /// time.
     pub fn row_as_of_exact(&self, key: &RowKey, at: DateTime<Utc>) -> Result<RowAt, StoreError> {
-        if at == DateTime::<Utc>::MAX_UTC {
-            self.current_exact(key)
-        } else {
-            self.ranged_exact(key, at)
-        }
-    }
-
-    /// `row_as_of_exact` at the end of time: no version can be later and a
-    /// mark does not matter, so the last key is the answer.
-    fn current_exact(&self, key: &RowKey) -> Result<RowAt, StoreError> {
-        Ok(match self.row_as_of(key, DateTime::<Utc>::MAX_UTC)? {
-            Some(value) => RowAt::Value(value),
-            None => RowAt::Never,
-        })
-    }
-
-    fn ranged_exact(&self, key: &RowKey, at: DateTime<Utc>) -> Result<RowAt, StoreError> {
-        let prefix = key.prefix();
-        let mut range = self.tree.range(prefix.clone()..=key.versioned(at));
-        let Some(first) = range.next() else {
-            return Ok(match self.tree.scan_prefix(&prefix).next() {
-                Some(entry) => {
-                    entry?;
-                    RowAt::NotYet
-                }
-                None => RowAt::Never,
-            });
-        };
-        let (first_key, first_value) = first?;
-        let marked = first_key.get(prefix.len()..) == Some(&MARK[..]);
-        if marked && at != DateTime::<Utc>::MAX_UTC {
+        if at != DateTime::<Utc>::MAX_UTC && self.tree.contains_key(key.marked())? {
             return Ok(RowAt::Marked);
         }
-        Ok(match range.next_back() {
-            Some(last) => RowAt::Value(last?.1.to_vec()),
-            None if marked => RowAt::Never,
-            None => RowAt::Value(first_value.to_vec()),
+        Ok(match self.row_as_of(key, at)? {
+            Some(value) => RowAt::Value(value),
+            None if self
+                .first_key_with_prefix(&key.prefix(), &key.prefix())?
+                .is_some() =>
+            {
+                RowAt::NotYet
+            }
+            None => RowAt::Never,
         })
     }
 
@@ -320,11 +318,7 @@ impl ProjectionStore {
         // versions (a busy day's finance totals) costs what a row with one does.
         let mut keys: Vec<RowKey> = Vec::new();
         let mut from = scan.prefix.clone();
-        while let Some(entry) = self.tree.range(from.as_slice()..).next() {
-            let (raw, _) = entry?;
-            if !raw.starts_with(&scan.prefix) {
-                break;
-            }
+        while let Some(raw) = self.first_key_with_prefix(&from, &scan.prefix)? {
             let row = RowKey {
                 table,
                 key: scan.split(&raw)?.0.to_vec(),
@@ -352,32 +346,33 @@ impl ProjectionStore {
         let until = time_key(at);
         let mut rows = Vec::new();
         // The row being read and its version at `at` so far.
-        let mut current: Option<(Vec<u8>, Option<sled::IVec>)> = None;
-        for entry in self.tree.scan_prefix(&scan.prefix) {
-            let (raw, value) = entry?;
-            let (key, time) = scan.split(&raw)?;
+        let mut current: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
+        self.visit_prefix(&scan.prefix, |raw, value| {
+            let (key, time) = scan.split(raw)?;
             if current.as_ref().is_none_or(|(k, _)| k.as_slice() != key) {
                 if let Some((k, Some(v))) = current.take() {
-                    rows.push((RowKey { table, key: k }, v.to_vec()));
+                    rows.push((RowKey { table, key: k }, v));
                 }
                 current = Some((key.to_vec(), None));
             }
             if time <= until.as_slice() {
                 if let Some((_, version)) = current.as_mut() {
-                    // A mark is not a version.
-                    *version = (time != MARK).then_some(value);
+                    let version = version.get_or_insert_with(Vec::new);
+                    version.clear();
+                    version.extend_from_slice(value);
                 }
             }
-        }
+            Ok(())
+        })?;
         if let Some((k, Some(v))) = current {
-            rows.push((RowKey { table, key: k }, v.to_vec()));
+            rows.push((RowKey { table, key: k }, v));
         }
         Ok(rows)
     }
 
     pub fn sequence(&self, order_id: &str) -> Result<Option<u64>, StoreError> {
-        self.tree
-            .get(tagged(SEQUENCE, &[order_id.as_bytes()]))?
+        let key = tagged(SEQUENCE, &[order_id.as_bytes()]);
+        self.last_with_prefix(&key, &key)?
             .map(|v| u64_of(&v))
             .transpose()
     }
@@ -489,6 +484,15 @@ impl EntryKey {
                     None => unknown(),
                 }
             }
+            MARKED => match rest.iter().position(|b| *b == 0) {
+                Some(table_end) if rest.len() > table_end + 1 && rest.ends_with(&[0]) => {
+                    EntryKey::RowMark {
+                        table: text(&rest[..table_end]),
+                        key: text(&rest[table_end + 1..rest.len() - 1]),
+                    }
+                }
+                _ => unknown(),
+            },
             SEQUENCE => EntryKey::Sequence(text(rest)),
             PARKED => EntryKey::Parked(text(rest)),
             CHECKPOINT => match <[u8; 4]>::try_from(rest) {
@@ -564,8 +568,8 @@ impl ProjectionStore {
     /// checkpoints, parked orders, dead letters); keeps the first `limit`
     /// differences.
     pub fn compare(&self, other: &ProjectionStore, limit: usize) -> Result<Comparison, StoreError> {
-        let mut left = self.tree.iter().peekable();
-        let mut right = other.tree.iter().peekable();
+        let mut left = self.logical_entries().peekable();
+        let mut right = other.logical_entries().peekable();
         let mut comparison = Comparison::default();
         loop {
             let order = match (left.peek(), right.peek()) {
@@ -575,7 +579,7 @@ impl ProjectionStore {
                         (Some(Err(e)), _) | (_, Some(Err(e))) => e,
                         _ => return Err(StoreError::Corrupt("iteration failed".into())),
                     };
-                    return Err(error.into());
+                    return Err(error);
                 }
                 (Some(Ok(_)), None) => std::cmp::Ordering::Less,
                 (None, Some(Ok(_))) => std::cmp::Ordering::Greater,
@@ -671,7 +675,6 @@ mod tests {
                 expected,
                 "{key:?}"
             );
-            assert_eq!(store.ranged_exact(key, end).unwrap(), expected, "{key:?}");
         }
         // One scan answers what a seek per row does, at every time.
         for time in [t(0), t(1), t(2), t(3), t(4), end] {
