@@ -41,8 +41,8 @@ const PART: u8 = 0x1f;
 /// - An order's last applied sequence (tag, order id): the tag alone; they
 ///   pack in key order, up to 16 orders to a sled key.
 pub(super) fn group_len(key: &[u8]) -> Option<usize> {
-    match key.first()? {
-        &ROW => {
+    match *key.first()? {
+        ROW => {
             let table_end = 1 + key.get(1..)?.iter().position(|b| *b == 0)?;
             let first = table_end + 1;
             let end = key
@@ -51,7 +51,7 @@ pub(super) fn group_len(key: &[u8]) -> Option<usize> {
                 .position(|b| *b == 0 || *b == PART)?;
             Some(first + end + 1)
         }
-        &SEQUENCE => Some(1),
+        SEQUENCE => Some(1),
         _ => None,
     }
 }
