@@ -23,11 +23,14 @@ use super::{StoreError, ROW, SEQUENCE};
 /// bytes first) and its value (length in 4 bytes first), all big-endian.
 const FORMAT: u8 = 1;
 
-/// Entries per chunk, at most (sled's own leaves split above 16 keys).
-pub(super) const MAX_ENTRIES: usize = 16;
+/// Entries per chunk, at most. Every put rewrites its chunk, so this bounds
+/// what a put writes in a group with many entries (a customer's orders);
+/// 16 wrote 7 times the logical bytes to a customer view's disk, 8 halves
+/// that for a tenth more keys (BENCHMARKS.md, "packed rows").
+pub(super) const MAX_ENTRIES: usize = 8;
 
 /// Bytes of entries per chunk, at most (a larger single entry stands alone).
-pub(super) const MAX_BYTES: usize = 16 * 1024;
+pub(super) const MAX_BYTES: usize = 8 * 1024;
 
 /// A row separator: the end of the first key part.
 const PART: u8 = 0x1f;
@@ -39,7 +42,7 @@ const PART: u8 = 0x1f;
 ///   or the key's 0), so one order's history or one customer's orders pack
 ///   together.
 /// - An order's last applied sequence (tag, order id): the tag alone; they
-///   pack in key order, up to 16 orders to a sled key.
+///   pack in key order, up to `MAX_ENTRIES` orders to a sled key.
 pub(super) fn group_len(key: &[u8]) -> Option<usize> {
     match *key.first()? {
         ROW => {
@@ -321,12 +324,13 @@ mod tests {
                 .collect()
         };
         let sizes = |pieces: &[Vec<Entry>]| pieces.iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(sizes(&pieces(run(16, 10), true)), [16]);
-        assert_eq!(sizes(&pieces(run(17, 10), true)), [16, 1]);
-        assert_eq!(sizes(&pieces(run(17, 10), false)), [9, 8]);
-        assert_eq!(sizes(&pieces(run(40, 10), false)), [14, 14, 12]);
-        // Bytes limit: 5,000-byte values, three to a chunk.
-        assert_eq!(sizes(&pieces(run(7, 5_000), true)), [3, 3, 1]);
+        assert_eq!(MAX_ENTRIES, 8);
+        assert_eq!(sizes(&pieces(run(8, 10), true)), [8]);
+        assert_eq!(sizes(&pieces(run(9, 10), true)), [8, 1]);
+        assert_eq!(sizes(&pieces(run(9, 10), false)), [5, 4]);
+        assert_eq!(sizes(&pieces(run(20, 10), false)), [7, 7, 6]);
+        // Bytes limit: 2,000-byte values, four to a chunk.
+        assert_eq!(sizes(&pieces(run(7, 2_000), true)), [4, 3]);
         assert_eq!(sizes(&pieces(run(1, 50_000), true)), [1]);
         for cut in [pieces(run(100, 900), false), pieces(run(100, 900), true)] {
             assert_eq!(cut.iter().map(Vec::len).sum::<usize>(), 100);

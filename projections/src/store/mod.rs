@@ -5,7 +5,7 @@
 //! Temporal rows are keyed (row key, valid-from): `as_of(key, T)` is one
 //! reverse seek to the last version at or before T. The versions of one
 //! group of rows (an order's history, a customer's orders), and the orders'
-//! sequences, are packed up to 16 to a sled key (`chunk`), so a node's
+//! sequences, are packed up to 8 to a sled key (`chunk`), so a node's
 //! memory does not grow with one sled key per version; `rows` reads and
 //! writes them, `migrate` converts a store written one key per version.
 
