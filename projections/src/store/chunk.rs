@@ -40,7 +40,7 @@ const PART: u8 = 0x1f;
 /// - A row version (tag, table, 0, key parts, 0, time): tag, table, 0, the
 ///   first key part and the byte that ends it (the next part's separator
 ///   or the key's 0), so one order's history or one customer's orders pack
-///   together.
+///   together; for a table in `PACKED_BY_TABLE`, tag, table and 0.
 /// - An order's last applied sequence (tag, order id): the tag alone; they
 ///   pack in key order, up to `MAX_ENTRIES` orders to a sled key.
 pub(super) fn group_len(key: &[u8]) -> Option<usize> {
@@ -48,6 +48,12 @@ pub(super) fn group_len(key: &[u8]) -> Option<usize> {
         ROW => {
             let table_end = 1 + key.get(1..)?.iter().position(|b| *b == 0)?;
             let first = table_end + 1;
+            if super::PACKED_BY_TABLE
+                .iter()
+                .any(|table| table.as_bytes() == &key[1..table_end])
+            {
+                return Some(first);
+            }
             let end = key
                 .get(first..)?
                 .iter()

@@ -13,6 +13,10 @@ use super::{StoreError, MARK, MARKED, ROW};
 /// The tree of a store written one key per version.
 const LEGACY: &[u8] = b"projection";
 
+/// Entries of one group held before they are written (a multiple of a
+/// chunk's entries, so every chunk but a group's last is full).
+const STREAMED: usize = 64 * chunk::MAX_ENTRIES;
+
 /// Entries written per sled batch while converting.
 const BATCH: usize = 10_000;
 
@@ -51,6 +55,11 @@ pub(super) fn from_one_key_per_version(
                 writer.chunks(std::mem::take(&mut group))?;
             }
             group.push((key.to_vec(), value.to_vec()));
+            if group.len() >= STREAMED {
+                // A table packed as one group (the trace) is written as it
+                // is read, not held whole.
+                writer.chunks(std::mem::take(&mut group))?;
+            }
         }
         writer.chunks(group)?;
         writer.finish()?;

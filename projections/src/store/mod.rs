@@ -166,6 +166,12 @@ pub struct ProjectionStore {
     packing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
+/// Tables whose rows pack in key order across the whole table rather than
+/// by their first key part: the trace's rows are one per event under a
+/// fresh correlation id per command, so grouping by it would leave one
+/// entry per sled key.
+const PACKED_BY_TABLE: &[&str] = &[crate::trace::TABLE];
+
 /// The tree of a store: its rows packed (`chunk`), and the other entries.
 const TREE: &str = "projection-packed";
 
