@@ -91,7 +91,7 @@ pub(crate) async fn export(
             "export needs the server's bearer token (or, on a server without one, a client on this machine)".into(),
         );
     }
-    let state = http.state;
+    let state = http.state.clone();
     let filter = match filter(&params) {
         Ok(filter) => filter,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
