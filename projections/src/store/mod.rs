@@ -474,12 +474,6 @@ impl EntryKey {
                     return unknown();
                 }
                 let (key, time) = rest[table_end + 1..].split_at(rest.len() - table_end - 10);
-                if time[1..] == MARK {
-                    return EntryKey::RowMark {
-                        table: text(&rest[..table_end]),
-                        key: text(key),
-                    };
-                }
                 let micros = u64::from_be_bytes(time[1..].try_into().unwrap_or([0; 8])) ^ (1 << 63);
                 match DateTime::<Utc>::from_timestamp_micros(micros as i64) {
                     Some(valid_from) => EntryKey::Row {

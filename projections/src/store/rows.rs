@@ -36,7 +36,9 @@ impl ProjectionStore {
             .map(|i| chunk.value(i).to_vec()))
     }
 
-    /// The key of the first entry at or after `from` if it starts with `prefix`.
+    /// The key of the first entry at or after `from` if it starts with
+    /// `prefix` (a packed key's prefix: a stored key starting with it is a
+    /// chunk's start).
     pub(super) fn first_key_with_prefix(
         &self,
         from: &[u8],
@@ -54,7 +56,7 @@ impl ProjectionStore {
         // chunk starting at `from` would have been the one above).
         let next = self.tree.range(from..).next().transpose()?;
         Ok(next
-            .filter(|(start, _)| start.starts_with(prefix) && chunk::group_len(start).is_some())
+            .filter(|(start, _)| start.starts_with(prefix))
             .map(|(start, _)| start.to_vec()))
     }
 
